@@ -19,3 +19,49 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test collections not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def _build_shallow_checkpoint(directory: Path, *, num_labels: int) -> Path:
+    """Saves the first two layers of all-MiniLM-L6-v2 with a seeded, fresh classification head."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from pyterrier_shallow._hf import minilm_path
+
+    source = minilm_path()
+    config = BertConfig.from_pretrained(source, num_hidden_layers=2, num_labels=num_labels)
+    torch.manual_seed(13)
+    model = BertForSequenceClassification.from_pretrained(source, config=config)
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(source).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def shallow_checkpoint(tmp_path_factory) -> Path:
+    """A 2-layer cross-encoder checkpoint (one-logit head) cut from all-MiniLM-L6-v2."""
+    return _build_shallow_checkpoint(tmp_path_factory.mktemp("ce-1logit"), num_labels=1)
+
+
+@pytest.fixture(scope="session")
+def two_logit_checkpoint(tmp_path_factory) -> Path:
+    """A 2-layer cross-encoder checkpoint with a two-logit head."""
+    return _build_shallow_checkpoint(tmp_path_factory.mktemp("ce-2logit"), num_labels=2)
+
+
+@pytest.fixture(scope="session")
+def nfcorpus_pairs(shared_data):
+    """60 real (query, document) pairs from NFCorpus test: 6 queries x 10 documents, some over 256 tokens."""
+    import pandas as pd
+
+    docs = {}
+    with open(shared_data / "nfcorpus" / "test.docs", encoding="utf-8") as handle:
+        for line in handle:
+            docno, text = line.rstrip("\n").split("\t", 1)
+            docs[docno] = text
+            if len(docs) == 10:
+                break
+    with open(shared_data / "nfcorpus" / "queries.beir-test.tsv", encoding="utf-8") as handle:
+        queries = [line.rstrip("\n").split("\t", 1) for line, _ in zip(handle, range(6))]
+    rows = [(qid, query, docno, text) for qid, query in queries for docno, text in docs.items()]
+    return pd.DataFrame(rows, columns=["qid", "query", "docno", "text"])

@@ -1,0 +1,72 @@
+"""Checks and helpers for the frames that flow between transformers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+
+def require_columns(inp: pd.DataFrame, columns: Iterable[str], *, who: str) -> None:
+    """Raises ``pt.validate.InputValidationError`` (a ``KeyError``) naming every missing column and how to get it."""
+    columns = list(columns)
+    try:
+        pt.validate.columns(inp, includes=columns)
+    except pt.validate.InputValidationError as err:
+        missing = [column for column in columns if column not in inp.columns]
+        hint = ""
+        if "text" in missing:
+            hint = " Attach document text first, e.g. `retriever >> pyterrier_shallow.TextLoader(dataset) >> ...`."
+        if "query" in missing:
+            hint += " Result frames from a retriever carry `query`; frames built by hand must too."
+        message = f"{who} needs the column(s) {missing}, but the input has only {list(inp.columns)}.{hint}"
+        raise pt.validate.InputValidationError(message, err.modes) from None
+
+
+def require_str_ids(inp: pd.DataFrame, columns: Iterable[str] = ("qid", "docno"), *, who: str) -> None:
+    """Raises a ``TypeError`` when an id column holds anything but strings (qid and docno are always ``str``)."""
+    for column in columns:
+        if column not in inp.columns or len(inp) == 0:
+            continue
+        values = inp[column]
+        if pd.api.types.is_string_dtype(values) and values.map(type).eq(str).all():
+            continue
+        raise TypeError(
+            f"{who}: column {column!r} must hold str values (found dtype {values.dtype}); "
+            f"convert it with df.astype({{{column!r}: str}})."
+        )
+
+
+def require_texts(inp: pd.DataFrame, column: str, *, who: str, allow_empty: bool) -> None:
+    """Raises a ``ValueError`` for missing (NaN/None) or non-string texts, and optionally for empty ones."""
+    values = inp[column]
+    not_str = ~values.map(lambda value: isinstance(value, str))
+    if not_str.any():
+        rows = inp.loc[not_str.to_numpy()]
+        raise ValueError(
+            f"{who}: {int(not_str.sum())} row(s) have a missing or non-string {column!r} "
+            f"(first: {_describe(rows.iloc[0])}); fill them (e.g. df[{column!r}].fillna('')) or drop them."
+        )
+    if not allow_empty:
+        empty = values.str.strip().eq("")
+        if empty.any():
+            rows = inp.loc[empty.to_numpy()]
+            raise ValueError(
+                f"{who}: {int(empty.sum())} row(s) have an empty {column!r} (first: {_describe(rows.iloc[0])})"
+            )
+
+
+def _describe(row: pd.Series) -> str:
+    keys = [key for key in ("qid", "docno") if key in row.index]
+    return ", ".join(f"{key}={row[key]!r}" for key in keys) or "row"
+
+
+def with_scores(inp: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
+    """Returns a copy of ``inp`` with float32 ``score`` and a fresh ``rank`` (per query, best first)."""
+    out = inp.copy()
+    out["score"] = np.asarray(scores, dtype=np.float32)
+    if "rank" in out.columns:
+        out = out.drop(columns=["rank"])
+    return pt.model.add_ranks(out)

@@ -1,0 +1,186 @@
+"""CrossEncoder: reranks (query, text) pairs with any Hugging Face sequence-classification checkpoint."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+import torch
+
+from pyterrier_shallow._batching import length_sorted_batches
+from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts, with_scores
+from pyterrier_shallow._hf import choose_device, choose_dtype, default_cross_encoder_path, load_pretrained
+from pyterrier_shallow._pair_tokenizer import PairTokenizer
+
+
+@dataclass
+class ScoringStats:
+    """What the last call to a scorer did: pairs scored, truncations, batches and tokens (padding included)."""
+
+    pairs: int = 0
+    truncated_docs: int = 0
+    truncated_queries: int = 0
+    batches: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+
+
+class CrossEncoder(pt.Transformer):
+    """Scores each (``query``, ``text``) row of a result frame with a cross-encoder and re-ranks by that score.
+
+    Pairs from all queries of the frame are batched together, sorted by length to cut padding, and bounded by both a
+    pair count and a token budget. Only the document is truncated to fit (the query keeps up to ``query_length``
+    tokens), and every truncation is counted and reported. One-logit heads give that logit as the score, two-logit
+    heads the difference between the relevant and the non-relevant logit.
+
+    Example::
+
+        bm25 = PisaIndex("./index").bm25()
+        pipeline = bm25 % 100 >> pyterrier_shallow.TextLoader(dataset) >> pyterrier_shallow.CrossEncoder("./model")
+
+    Args:
+        model: A Hugging Face hub id, a local checkpoint directory, or a ``(model, tokenizer)`` pair already loaded.
+            ``None`` loads the cross-encoder shipped with the package.
+        batch_size: The most pairs in one forward pass.
+        token_budget: The most tokens (padding included) in one forward pass; bounds memory on long inputs.
+        query_length: The most tokens kept of a query.
+        doc_length: The most tokens kept of a document (``None``: whatever ``max_length`` leaves).
+        max_length: The most tokens of a pair, special tokens included (``None``: the model's limit).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (``None``: CUDA when present).
+        dtype: The compute dtype (``None``: float32 on CPU, bfloat16 or float16 on CUDA).
+        text_field: The column that holds the document text.
+        warn_truncation: Warn, with counts, when queries or documents were truncated.
+        verbose: Show a progress bar over batches.
+    """
+
+    schematic = {"label": "CrossEncoder", "help_url": None}
+
+    def __init__(
+        self,
+        model: str | os.PathLike | tuple | None = None,
+        *,
+        batch_size: int = 64,
+        token_budget: int = 16384,
+        query_length: int = 64,
+        doc_length: int | None = None,
+        max_length: int | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        text_field: str = "text",
+        warn_truncation: bool = True,
+        verbose: bool = False,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.source = default_cross_encoder_path() if model is None else model
+        self.batch_size = batch_size
+        self.token_budget = token_budget
+        self.query_length = query_length
+        self.doc_length = doc_length
+        self.max_length = max_length
+        self.device = choose_device(device)
+        self.dtype = choose_dtype(self.device, dtype)
+        self.text_field = text_field
+        self.warn_truncation = warn_truncation
+        self.verbose = verbose
+        self.last_stats = ScoringStats()
+        self._model = None
+        self._tokenizer = None
+        self._pairs = None
+        if isinstance(model, tuple):
+            self._model, self._tokenizer = model
+            self._prepare_model()
+
+    def __repr__(self) -> str:
+        source = type(self._model).__name__ if isinstance(self.source, tuple) else str(self.source)
+        return f"CrossEncoder({source!r}, device={self.device.type!r})"
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if not isinstance(self.source, tuple):
+            state.update(_model=None, _tokenizer=None, _pairs=None)  # reloaded lazily where unpickled
+        return state
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The underlying Hugging Face model, loaded on first use."""
+        if self._model is None:
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+            self._tokenizer = load_pretrained(AutoTokenizer, self.source)
+            self._model = load_pretrained(AutoModelForSequenceClassification, self.source)
+            self._prepare_model()
+        return self._model
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer, loaded on first use."""
+        self.model  # noqa: B018 - loads both
+        return self._tokenizer
+
+    def _prepare_model(self) -> None:
+        num_labels = self._model.config.num_labels
+        if num_labels not in (1, 2):
+            raise ValueError(f"CrossEncoder needs a one- or two-logit classification head; this model has {num_labels}")
+        self._model.to(device=self.device, dtype=self.dtype).eval()
+        model_limit = getattr(self._model.config, "max_position_embeddings", 512)
+        tokenizer_limit = getattr(self._tokenizer, "model_max_length", model_limit) or model_limit
+        max_length = self.max_length or min(model_limit, tokenizer_limit)
+        if max_length > model_limit:
+            raise ValueError(f"max_length={max_length} exceeds the model's {model_limit} position embeddings")
+        self._pairs = PairTokenizer(
+            self._tokenizer, query_length=self.query_length, doc_length=self.doc_length, max_length=max_length
+        )
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Scores every row of ``inp`` and returns it with float32 ``score`` and a fresh ``rank``."""
+        require_columns(inp, ["qid", "docno", "query", self.text_field], who="CrossEncoder")
+        if len(inp) == 0:
+            return with_scores(inp, np.empty(0, dtype=np.float32))
+        require_str_ids(inp, who="CrossEncoder")
+        require_texts(inp, "query", who="CrossEncoder", allow_empty=False)
+        require_texts(inp, self.text_field, who="CrossEncoder", allow_empty=True)
+        scores = self.score_pairs(inp["query"].tolist(), inp[self.text_field].tolist())
+        return with_scores(inp, scores)
+
+    @torch.inference_mode()
+    def score_pairs(self, queries: list[str], texts: list[str]) -> np.ndarray:
+        """Scores ``zip(queries, texts)`` and returns float32 scores in the same order."""
+        if len(queries) != len(texts):
+            raise ValueError(f"got {len(queries)} queries but {len(texts)} texts")
+        model = self.model
+        encoded = self._pairs.encode(queries, texts)
+        batches = length_sorted_batches(encoded.lengths, batch_size=self.batch_size, token_budget=self.token_budget)
+        stats = ScoringStats(
+            pairs=len(queries),
+            truncated_docs=encoded.truncated_docs,
+            truncated_queries=encoded.truncated_queries,
+            batches=len(batches),
+            tokens=int(encoded.lengths.sum()),
+        )
+        scores = np.empty(len(queries), dtype=np.float32)
+        for batch in pt.tqdm(batches, desc="CrossEncoder", unit="batch", disable=not self.verbose):
+            inputs = self._pairs.collate(encoded, batch)
+            stats.padded_tokens += inputs["input_ids"].numel()
+            inputs = {name: tensor.to(self.device) for name, tensor in inputs.items()}
+            logits = model(**inputs).logits.float()
+            batch_scores = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
+            scores[batch] = batch_scores.cpu().numpy()
+        self.last_stats = stats
+        self._report_truncation(stats)
+        return scores
+
+    def _report_truncation(self, stats: ScoringStats) -> None:
+        if not self.warn_truncation or not (stats.truncated_docs or stats.truncated_queries):
+            return
+        pairs = self._pairs
+        warnings.warn(
+            f"CrossEncoder truncated {stats.truncated_docs} of {stats.pairs} documents "
+            f"(max_length={pairs.max_length}, doc_length={pairs.doc_length}) and {stats.truncated_queries} queries "
+            f"(query_length={pairs.query_length}); pass warn_truncation=False to silence this.",
+            stacklevel=3,
+        )
