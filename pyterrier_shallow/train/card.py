@@ -1,0 +1,132 @@
+"""The training card saved beside a trained model: ``training_card.json`` and a short ``README.md``."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+from pathlib import Path
+
+import torch
+import transformers
+
+from ._io import atomic_write_bytes, atomic_write_json
+
+CARD_FILE = "training_card.json"
+README_FILE = "README.md"
+
+
+def build_card(
+    *,
+    result,
+    config,
+    loss: dict,
+    base: dict,
+    data: dict,
+    validation: dict | None,
+    device: str,
+    amp: bool,
+    elapsed_s: float,
+    command: str,
+) -> dict:
+    """Gathers what a training run did into a JSON-serialisable dict.
+
+    Args:
+        result: The run's :class:`~pyterrier_shallow.train.loop.TrainingResult`.
+        config: Its :class:`~pyterrier_shallow.train.loop.TrainConfig`.
+        loss: The loss's description.
+        base: What the model was initialised from.
+        data: The training source's description.
+        validation: The validation's description, if any.
+        device: The device trained on.
+        amp: Whether bfloat16 autocast was used.
+        elapsed_s: Training time in seconds.
+        command: The command line that ran it.
+    """
+    return {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "base_model": base,
+        "data": data,
+        "loss": loss,
+        "num_negatives": config.num_negatives,
+        "config": dataclasses.asdict(config),
+        "steps": result.steps,
+        "stopped_early": result.stopped_early,
+        "saved_step": result.best_step,
+        "validation": None if validation is None else {
+            **validation,
+            "best": result.best_score,
+            "best_step": result.best_step,
+        },
+        "curve": result.curve,
+        "device": device,
+        "amp_bf16": amp,
+        "elapsed_s": round(elapsed_s, 1),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+    }
+
+
+def render_readme(card: dict) -> str:
+    """Renders a short Markdown summary of a training card."""
+    config, loss = card["config"], card["loss"]
+    loss_text = ", ".join(f"{key}={value}" for key, value in loss.items() if key != "name")
+    lines = [
+        "# Cross-encoder trained with pyterrier-shallow",
+        "",
+        "Load it with `pyterrier_shallow.CrossEncoder(\"<this directory>\")` or with "
+        "`transformers.AutoModelForSequenceClassification` (one logit per (query, text) pair).",
+        "",
+        f"- base model: `{card['base_model'].get('checkpoint')}` ({card['base_model'].get('num_layers', '?')} layers)",
+        f"- data: {_describe_data(card['data'])}",
+        f"- loss: {loss['name']}" + (f" ({loss_text})" if loss_text else ""),
+        f"- k = {config['num_negatives']} negatives, {config['queries_per_step']} queries per step, "
+        f"{card['steps']} of {config['steps']} steps" + (" (stopped early)" if card["stopped_early"] else ""),
+        f"- lr {config['lr']} (head {config['head_lr'] or config['lr']}), warm-up {config['warmup_steps']} steps, "
+        f"weight decay {config['weight_decay']}",
+        f"- lengths: query {config['query_length']}, text {config['doc_length']} tokens; seed {config['seed']}",
+        f"- device {card['device']}" + (" (bf16)" if card["amp_bf16"] else "") + f", {card['elapsed_s']} s",
+        "",
+        "Command:",
+        "",
+        f"    {card['command']}",
+        "",
+    ]
+    validation = card["validation"]
+    if validation is not None:
+        metric = validation["metric"]
+        first_stage = validation.get("first_stage")
+        lines += [
+            f"## Validation: {metric} on {validation['queries']} held-out queries ({validation['name']}), "
+            f"reranking {validation.get('depth') or 'the'} first-stage candidates",
+            "",
+            f"First stage alone: {first_stage:.4f}." if first_stage is not None else "",
+            f"Saved model: step {validation['best_step']}, {metric} {validation['best']:.4f}.",
+            "",
+            f"| step | train loss | {metric} |",
+            "|---:|---:|---:|",
+        ]
+        for point in card["curve"]:
+            loss_value = "" if point.get("loss") is None else f"{point['loss']:.4f}"
+            lines.append(f"| {point['step']} | {loss_value} | {point[metric]:.4f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _describe_data(data: dict) -> str:
+    if "sources" in data:
+        parts = [f"{part['name']} ({part['queries']} queries, p={part['probability']:.2f})" for part in data["sources"]]
+        return "; ".join(parts)
+    return f"{data['name']} ({data['queries']} queries)"
+
+
+def write_card(output_dir: str | os.PathLike, card: dict) -> None:
+    """Writes ``training_card.json`` and ``README.md`` into ``output_dir`` atomically."""
+    output_dir = Path(output_dir)
+    atomic_write_bytes(output_dir / README_FILE, render_readme(card).encode("utf8"))
+    atomic_write_json(output_dir / CARD_FILE, card)

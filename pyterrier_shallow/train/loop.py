@@ -1,0 +1,318 @@
+"""The training loop: AdamW with warm-up and linear decay, exact gradient accumulation, validation, resumption."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyterrier as pt
+import torch
+
+from .._hf import choose_device
+from ._forward import PairForward
+from .card import CARD_FILE, build_card, write_card
+from .checkpoint import load_state, publish_files, save_model_dir
+from .data import TrainingGroup, TrainingSource
+from .losses import GBCELoss, GroupLoss
+from .model_init import head_parameter_names, load_cross_encoder, read_init_info
+from .validation import RerankValidation
+
+WORK_DIR = "_training"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a training run (all recorded in the training card).
+
+    Attributes:
+        steps: Optimizer steps.
+        queries_per_step: Queries (groups of 1 + k pairs) per step.
+        num_negatives: k, negatives per query.
+        lr: Peak learning rate of the encoder.
+        head_lr: Peak learning rate of the classification head (``None``: ``lr``); a fresh head learns faster.
+        weight_decay: AdamW weight decay (not applied to biases and normalisation weights).
+        warmup_steps: Linear warm-up steps, then linear decay to zero at ``steps``.
+        max_grad_norm: Gradient clipping norm (``None``: no clipping).
+        micro_batch_size: Pairs per forward pass; a step's pairs are accumulated over as many passes as needed.
+        query_length: The most tokens kept of a query.
+        doc_length: The most tokens kept of a text.
+        eval_every: Validate (and checkpoint) every this many steps.
+        patience: Stop after this many validations without improvement (``None``: never stop early).
+        min_delta: The least gain that counts as an improvement.
+        checkpoint_every: Save a resumable checkpoint every this many steps (``None``: ``eval_every``).
+        seed: Seeds the sampling of groups and the dropout masks (each step from ``(seed, step)``).
+        amp: bfloat16 autocast on CUDA (the CPU always trains in float32).
+    """
+
+    steps: int = 1000
+    queries_per_step: int = 8
+    num_negatives: int = 15
+    lr: float = 3e-5
+    head_lr: float | None = None
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_grad_norm: float | None = 1.0
+    micro_batch_size: int = 64
+    query_length: int = 32
+    doc_length: int = 224
+    eval_every: int = 100
+    patience: int | None = None
+    min_delta: float = 0.0
+    checkpoint_every: int | None = None
+    seed: int = 0
+    amp: bool = True
+
+    def __post_init__(self):
+        for name in ("steps", "queries_per_step", "num_negatives", "micro_batch_size", "query_length", "doc_length",
+                     "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or (self.head_lr is not None and self.head_lr <= 0):
+            raise ValueError("learning rates must be positive")
+        if self.warmup_steps < 0 or self.warmup_steps > self.steps:
+            raise ValueError(f"warmup_steps must lie in [0, steps={self.steps}], got {self.warmup_steps}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be at least 1, got {self.patience}")
+
+
+@dataclass
+class TrainingResult:
+    """What a training run produced.
+
+    Attributes:
+        output_dir: The trained model's ``save_pretrained`` directory, with ``training_card.json`` and ``README.md``.
+        steps: The optimizer steps done.
+        best_step: The step of the saved model (the best validation score, or the last step without validation).
+        best_score: Its validation score, if validated.
+        curve: ``{"step", "loss", "<metric>"}`` per validation (``loss``: mean training loss since the previous one).
+        stopped_early: Whether patience ran out.
+    """
+
+    output_dir: Path
+    steps: int
+    best_step: int
+    best_score: float | None
+    curve: list[dict] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def _optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
+    head = set(head_parameter_names(model))
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            no_decay = name.endswith("bias") or "norm" in name.lower()
+            groups.setdefault((name in head, no_decay), []).append(param)
+    head_lr = config.head_lr if config.head_lr is not None else config.lr
+    return torch.optim.AdamW(
+        [
+            {"params": params, "lr": head_lr if is_head else config.lr,
+             "weight_decay": 0.0 if no_decay else config.weight_decay}
+            for (is_head, no_decay), params in sorted(groups.items())
+        ]
+    )
+
+
+def _schedule(config: TrainConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / (config.warmup_steps + 1)
+        return max(0.0, (config.steps - step) / max(1, config.steps - config.warmup_steps))
+
+    return factor
+
+
+def _config_differences(saved: dict, current: dict) -> list[str]:
+    return [f"{key}: {saved.get(key)!r} -> {value!r}" for key, value in current.items() if saved.get(key) != value]
+
+
+def _sample_step(source: TrainingSource, config: TrainConfig, step: int, needs_teacher: bool) -> list[TrainingGroup]:
+    rng = np.random.default_rng([config.seed, step])
+    groups = [source.sample(rng, config.num_negatives) for _ in range(config.queries_per_step)]
+    if needs_teacher and any(group.teacher_scores is None for group in groups):
+        raise ValueError("the loss distils a teacher, but a training source gives groups without teacher scores")
+    return groups
+
+
+def train(
+    model,
+    source: TrainingSource,
+    output_dir: str | os.PathLike,
+    *,
+    loss: GroupLoss | None = None,
+    config: TrainConfig | None = None,
+    validation: RerankValidation | None = None,
+    device: str | torch.device | None = None,
+    keep_checkpoints: bool = False,
+    command: str | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    verbose: bool = True,
+) -> TrainingResult:
+    """Trains a one-logit cross-encoder and saves it, with its training card, as a ``save_pretrained`` directory.
+
+    Work in progress lives in ``output_dir/_training``: ``last/`` (a resumable checkpoint every
+    ``config.checkpoint_every`` steps) and ``best/`` (the best validated model). Calling ``train`` again with the same
+    arguments after an interruption resumes from ``last/``; a changed configuration raises a ``ValueError``.
+
+    Args:
+        model: A hub id or directory (e.g. made by :func:`init_cross_encoder`), or a ``(model, tokenizer)`` tuple.
+        source: Draws the training groups (see :mod:`pyterrier_shallow.train.data`).
+        output_dir: Where the trained model goes.
+        loss: The loss (default: gBCE with t = 0.75).
+        config: Hyper-parameters (default: :class:`TrainConfig` ()).
+        validation: Held-out queries to validate on every ``config.eval_every`` steps and keep the best model.
+        device: Where to train (default: CUDA when present).
+        keep_checkpoints: Keep ``output_dir/_training`` after success.
+        command: The command line recorded in the card (default: ``sys.argv``).
+        on_step: Called with ``(step, loss)`` after each step (and after its checkpoint, if any).
+        verbose: Show progress bars.
+    """
+    loss = loss if loss is not None else GBCELoss()
+    config = config if config is not None else TrainConfig()
+    output_dir = Path(output_dir)
+    work = output_dir / WORK_DIR
+    if (output_dir / CARD_FILE).exists() and not work.exists():
+        raise FileExistsError(f"{output_dir} already holds a trained model; choose another output_dir or remove it")
+    device = choose_device(device)
+    settings = {**dataclasses.asdict(config), "loss": loss.describe(), "data": source.describe()}
+
+    resumed = load_state(work / "last")
+    if resumed is not None:
+        folder, state = resumed
+        differences = _config_differences(state["settings"], settings)
+        if differences:
+            raise ValueError(
+                f"{work / 'last'} was saved with other settings ({'; '.join(differences)}); resume with the same "
+                f"ones, or remove {work} to start over"
+            )
+        net, tokenizer, _ = load_cross_encoder(folder)
+        base = state["base"]
+    elif isinstance(model, tuple):
+        net, tokenizer = model
+        base = {"checkpoint": getattr(net.config, "_name_or_path", None) or type(net).__name__}
+        state = None
+    else:
+        net, tokenizer, info = load_cross_encoder(model)
+        base = {**info, "init": read_init_info(model) if Path(str(model)).is_dir() else None}
+        state = None
+
+    net.to(device)
+    forward = PairForward(net, tokenizer, query_length=config.query_length, doc_length=config.doc_length,
+                          micro_batch_size=config.micro_batch_size, device=device, amp=config.amp)
+    optimizer = _optimizer(net, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    progress = {"step": 0, "best_step": 0, "best_score": None, "stale_evals": 0, "curve": [], "window": [],
+                "elapsed_s": 0.0, "stopped_early": False}
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        progress = state["progress"]
+
+    def validate() -> float:
+        net.eval()
+        score = validation.evaluate(lambda queries, texts: forward.score(queries, texts))
+        net.train()
+        return score
+
+    def checkpoint() -> None:
+        save_model_dir(work / "last", net, tokenizer, state={
+            "settings": settings, "base": base, "progress": progress,
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        })
+
+    def record_validation(step: int) -> None:
+        window = progress["window"]
+        point = {"step": step, "loss": float(np.mean(window)) if window else None}
+        progress["window"] = []
+        if validation is not None:
+            score = validate()
+            point[validation.metric] = score
+            best = progress["best_score"]
+            if best is None or score > best + config.min_delta:
+                progress.update(best_score=score, best_step=step, stale_evals=0)
+                save_model_dir(work / "best", net, tokenizer)
+            else:
+                progress["stale_evals"] += 1
+        progress["curve"].append(point)
+
+    started = time.monotonic() - progress["elapsed_s"]
+    net.train()
+    if state is None:
+        work.mkdir(parents=True, exist_ok=True)
+        if validation is not None:
+            record_validation(0)
+        checkpoint()
+    checkpoint_every = config.checkpoint_every or config.eval_every
+    bar = pt.tqdm(total=config.steps, initial=progress["step"], desc="training", unit="step", disable=not verbose)
+    while progress["step"] < config.steps and not progress["stopped_early"]:
+        step = progress["step"] + 1
+        torch.manual_seed(config.seed * 1_000_003 + step)
+        groups = _sample_step(source, config, step, loss.needs_teacher)
+        value = _train_step(forward, groups, loss, config)
+        if config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        progress["step"] = step
+        progress["window"].append(value)
+        progress["elapsed_s"] = time.monotonic() - started
+        if step % config.eval_every == 0 or step == config.steps:
+            record_validation(step)
+            if config.patience is not None and progress["stale_evals"] >= config.patience:
+                progress["stopped_early"] = True
+        if step % checkpoint_every == 0 or step == config.steps or progress["stopped_early"]:
+            checkpoint()
+        bar.update(1)
+        bar.set_postfix(_postfix(value, progress, validation))
+        if on_step is not None:
+            on_step(step, value)
+    bar.close()
+
+    final = work / "best" if validation is not None and (work / "best").is_dir() else work / "last"
+    publish_files(final, output_dir)
+    result = TrainingResult(
+        output_dir=output_dir,
+        steps=progress["step"],
+        best_step=progress["best_step"] if validation is not None else progress["step"],
+        best_score=progress["best_score"],
+        curve=list(progress["curve"]),
+        stopped_early=progress["stopped_early"],
+    )
+    card = build_card(
+        result=result, config=config, loss=loss.describe(), base=base, data=source.describe(),
+        validation=validation.describe() if validation is not None else None, device=str(device),
+        amp=forward.amp, elapsed_s=progress["elapsed_s"], command=command or shlex.join(sys.argv),
+    )
+    write_card(output_dir, card)
+    if not keep_checkpoints:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _train_step(forward: PairForward, groups: list[TrainingGroup], loss: GroupLoss, config: TrainConfig) -> float:
+    queries = [group.query for group in groups for _ in group.texts]
+    texts = [text for group in groups for text in group.texts]
+    pool_sizes = torch.tensor([group.pool_size for group in groups], dtype=torch.float32, device=forward.device)
+    teacher = None
+    if loss.needs_teacher:
+        teacher = torch.tensor([group.teacher_scores for group in groups], dtype=torch.float32, device=forward.device)
+    return forward.backward(
+        queries, texts, group_size=config.num_negatives + 1,
+        loss_fn=lambda logits: loss(logits, pool_sizes=pool_sizes, teacher_scores=teacher),
+    )
+
+
+def _postfix(value: float, progress: dict, validation: RerankValidation | None) -> dict:
+    postfix = {"loss": f"{value:.4f}"}
+    if validation is not None and progress["best_score"] is not None:
+        postfix[f"best {validation.metric}"] = f"{progress['best_score']:.4f}@{progress['best_step']}"
+    return postfix

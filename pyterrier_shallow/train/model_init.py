@@ -1,0 +1,136 @@
+"""Building a cross-encoder to train: any checkpoint, or the first layers of a larger one, with a one-logit head."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as hf_logging
+
+from .._hf import load_pretrained, minilm_path
+from ._io import atomic_write_dir, atomic_write_json
+
+INIT_INFO_FILE = "model_init.json"
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike) -> str:
+    """Maps the alias ``"minilm"`` to the offline all-MiniLM-L6-v2 directory; other values pass through."""
+    return str(minilm_path()) if str(checkpoint) == "minilm" else str(checkpoint)
+
+
+def load_cross_encoder(
+    checkpoint: str | os.PathLike, *, num_layers: int | None = None
+) -> tuple[PreTrainedModel, object, dict]:
+    """Loads ``checkpoint`` as a one-logit sequence classifier, keeping only its first ``num_layers`` layers.
+
+    Args:
+        checkpoint: A hub id, a local directory, or ``"minilm"`` (the offline all-MiniLM-L6-v2).
+        num_layers: Keep the first this many transformer layers (``None``: all of them).
+
+    Returns:
+        The model, its tokenizer, and a dict saying what was loaded and which weights were freshly initialised.
+    """
+    source = resolve_checkpoint(checkpoint)
+    overrides: dict = {"num_labels": 1}
+    if num_layers is not None:
+        config = load_pretrained(AutoConfig, source)
+        available = getattr(config, "num_hidden_layers", None)
+        if num_layers < 1 or (available is not None and num_layers > available):
+            raise ValueError(f"num_layers must lie in [1, {available}] for {source}, got {num_layers}")
+        overrides["num_hidden_layers"] = num_layers
+    with _quiet_transformers():
+        model, loading = load_pretrained(
+            AutoModelForSequenceClassification, source, output_loading_info=True, **overrides
+        )
+        tokenizer = load_pretrained(AutoTokenizer, source)
+    if model.config.num_labels != 1:
+        raise ValueError(f"{source} has {model.config.num_labels} labels; a cross-encoder here needs one logit")
+    info = {
+        "checkpoint": str(checkpoint),
+        "source": source,
+        "architecture": type(model).__name__,
+        "num_layers": int(model.config.num_hidden_layers),
+        "fresh_weights": sorted(loading.get("missing_keys", [])),
+    }
+    return model, tokenizer, info
+
+
+def head_parameter_names(model: PreTrainedModel) -> list[str]:
+    """Returns the names of the parameters outside the model's encoder (the classification head)."""
+    body = {id(param) for param in model.base_model.parameters()}
+    return [name for name, param in model.named_parameters() if id(param) not in body]
+
+
+def prepare_tokenizer(tokenizer, *, max_length: int):
+    """Removes any fixed padding/truncation of the fast tokenizer's backend and sets ``model_max_length``."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_padding()
+        backend.no_truncation()
+    for stale in ("max_length", "stride", "truncation_strategy", "pad_to_multiple_of"):
+        tokenizer.init_kwargs.pop(stale, None)
+    tokenizer.model_max_length = max_length
+    return tokenizer
+
+
+def init_cross_encoder(
+    checkpoint: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    num_layers: int | None = None,
+    max_length: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Saves a cross-encoder to train, built from ``checkpoint``, as a ``save_pretrained`` directory.
+
+    The model is a ``*ForSequenceClassification`` with one logit; weights the checkpoint lacks (the head, for a
+    sentence-embedding checkpoint) are freshly initialised from ``seed``. The saved tokenizer has no fixed padding or
+    truncation, and ``model_max_length`` equal to ``max_length``. A ``model_init.json`` records what was done.
+
+    Args:
+        checkpoint: A hub id, a local directory, or ``"minilm"`` (the offline all-MiniLM-L6-v2).
+        output_dir: Where to save (replaced atomically if it exists).
+        num_layers: Keep the first this many transformer layers (e.g. 2 of all-MiniLM-L6-v2's 6).
+        max_length: The tokenizer's ``model_max_length`` (default: the model's position embeddings, capped at 512).
+        seed: Seeds the fresh weights.
+
+    Returns:
+        The output directory.
+    """
+    torch.manual_seed(seed)
+    model, tokenizer, info = load_cross_encoder(checkpoint, num_layers=num_layers)
+    positions = getattr(model.config, "max_position_embeddings", None) or 512
+    if max_length is None:
+        max_length = min(int(positions), 512)
+    if max_length < 8 or max_length > positions:
+        raise ValueError(f"max_length must lie in [8, {positions}], got {max_length}")
+    prepare_tokenizer(tokenizer, max_length=max_length)
+    info.update({"max_length": max_length, "seed": seed, "head_parameters": head_parameter_names(model)})
+
+    def fill(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        atomic_write_json(folder / INIT_INFO_FILE, info)
+
+    atomic_write_dir(output_dir, fill)
+    return Path(output_dir)
+
+
+def read_init_info(model_dir: str | os.PathLike) -> dict | None:
+    """Returns the ``model_init.json`` of a directory made by :func:`init_cross_encoder`, if there is one."""
+    path = Path(model_dir) / INIT_INFO_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
