@@ -168,14 +168,15 @@ def test_pseudo_queries_from_titles_and_first_sentences(cranfield):
     assert len(topics) > 1000 and list(qrels["label"].unique()) == [1]
     for qid, query, docno in zip(topics["qid"][:20], topics["query"][:20], qrels["docno"][:20], strict=True):
         assert qid == f"pseudo-{docno}"
-        assert query == " ".join(by_docno[docno]["title"].split())
+        assert query == datasets.safe_query(by_docno[docno]["title"])
         assert docs[docno] == by_docno[docno]["text"]
     topics, qrels, docs = pseudo_queries(corpus, mode="first_sentence", max_queries=50, seed=1)
     assert len(topics) == 50
     for query, docno in zip(topics["query"], qrels["docno"], strict=True):
-        text = " ".join(by_docno[docno]["text"].split())
-        assert text.startswith(query) and query.endswith((".", "?", "!"))
-        assert " ".join(docs[docno].split()) == text[len(query):].strip()  # the body is what follows the query
+        text = by_docno[docno]["text"]
+        first, rest = text[: len(text) - len(docs[docno])], docs[docno]  # the body is what follows the query
+        assert text.endswith(rest) and first.rstrip().endswith((".", "?", "!"))
+        assert datasets.safe_query(first) == query
     with pytest.raises(ValueError, match="mode"):
         pseudo_queries(corpus, mode="abstract")
     with pytest.raises(ValueError, match="no document gave a pseudo-query"):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..bm25 import bm25
+from ..datasets import safe_query
 from ._io import digest
 from .data import RankingSource
 from .negatives import NegativePool
@@ -36,7 +36,8 @@ def pseudo_queries(
 
     With ``mode="title"`` a document's title is the query and its text the relevant body; with
     ``mode="first_sentence"`` the first sentence of the text is the query and the rest the body (so the body does not
-    contain the query verbatim). Documents whose query or body is out of the word bounds give no query, but their
+    contain the query verbatim). Queries are reduced to words and numbers (``datasets.safe_query``), as the
+    collections' own topics are. Documents whose query or body is out of the word bounds give no query, but their
     body still serves as a negative.
 
     Args:
@@ -81,11 +82,11 @@ def pseudo_queries(
 def _split(doc: dict, text: str, *, mode: str, title_field: str) -> tuple[str, str]:
     if mode == "title":
         title = doc.get(title_field)
-        return (" ".join(title.split()) if isinstance(title, str) else ""), text
+        return (safe_query(title) if isinstance(title, str) else ""), text
     parts = _SENTENCE_END.split(text.strip(), maxsplit=1)
     if len(parts) < 2:
         return "", text
-    return " ".join(parts[0].split()), parts[1]
+    return safe_query(parts[0]), parts[1]
 
 
 def pseudo_query_source(
@@ -103,8 +104,8 @@ def pseudo_query_source(
 ) -> RankingSource:
     """Builds a :class:`RankingSource` of pseudo-queries whose negatives are BM25's top documents over the bodies.
 
-    The bodies are indexed with PISA in ``index_dir`` (once: the index folder's name is derived from the bodies, and
-    the index is built in a temporary folder and renamed into place), and the mined rankings are cached there too.
+    The bodies are indexed with PISA in ``index_dir`` (once: the index folder's name is derived from the bodies, see
+    :func:`pyterrier_shallow.bm25.bm25_index`), and the mined rankings are cached there too.
 
     Args:
         corpus_iter: The documents.
@@ -118,24 +119,14 @@ def pseudo_query_source(
         verbose: Show progress bars.
         **options: Passed on to :func:`pseudo_queries`.
     """
-    from pyterrier_pisa import PisaIndex
-
     topics, qrels, docs = pseudo_queries(corpus_iter, mode=mode, max_queries=max_queries, seed=seed, **options)
-    index_dir = Path(index_dir)
-    index_path = index_dir / f"bodies-{digest(sorted(docs.items()))}"
-    if not index_path.is_dir():
-        index_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=index_dir, prefix=".index-", suffix=".tmp"))
-        try:
-            PisaIndex(str(tmp / "index"), text_field="text", threads=1).index(
-                {"docno": docno, "text": body} for docno, body in docs.items()
-            )
-            os.replace(tmp / "index", index_path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    retriever = PisaIndex(str(index_path), threads=1).bm25(num_results=depth)
+    index_path = Path(index_dir) / f"bodies-{digest(sorted(docs.items()))}"
+    retriever = bm25(
+        [{"docno": docno, "text": body} for docno, body in docs.items()], index_path, num_results=depth,
+        fields=("text",), verbose=verbose,
+    )
     negatives = NegativePool.mine(
         retriever, topics, qrels, depth=depth, corpus_docnos=list(docs), sample_depth=sample_depth,
-        cache_dir=index_dir, key=f"pisa-bm25:{index_path.name}", verbose=verbose,
+        cache_dir=index_dir, key=f"bm25:{index_path.name}", verbose=verbose,
     )
     return RankingSource(topics, qrels, docs, negatives, name=f"{name} ({mode})")
