@@ -9,6 +9,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pyterrier_shallow import CrossEncoder, datasets
 from pyterrier_shallow.train import (
+    DistillationSource,
     NegativePool,
     RankingSource,
     RerankValidation,
@@ -196,6 +197,22 @@ def test_resume_continues_from_the_checkpoint(init_dir, source, tmp_path):
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-6)
     assert not (resumed_dir / "_training").exists()
+
+
+def test_distillation_from_a_teacher(init_dir, vaswani, bm25, shallow_checkpoint, tmp_path):
+    dataset, docs = vaswani
+    teacher = CrossEncoder(str(shallow_checkpoint), query_length=QUERY_LENGTH, doc_length=DOC_LENGTH,
+                           warn_truncation=False)
+    distil = DistillationSource.from_first_stage(bm25, teacher, dataset.get_topics().iloc[:4], docs, depth=8)
+    rng = np.random.default_rng(0)
+    repeated = RepeatedBatch([distil.sample(rng, 3) for _ in range(3)])
+    losses = []
+    config = TrainConfig(steps=5, eval_every=5, **{**TINY, "lr": 5e-4, "head_lr": 5e-3})
+    train(init_dir, repeated, tmp_path / "student", loss=make_loss("margin-mse"), config=config, verbose=False,
+          on_step=lambda step, loss: losses.append(loss))
+    assert np.isfinite(losses).all() and np.mean(losses[-2:]) < losses[0]
+    card = json.loads((tmp_path / "student" / "training_card.json").read_text())
+    assert card["loss"] == {"name": "margin-mse"}
 
 
 def test_distillation_needs_teacher_scores(init_dir, source, tmp_path):

@@ -82,7 +82,7 @@ def render_readme(card: dict) -> str:
         "Load it with `pyterrier_shallow.CrossEncoder(\"<this directory>\")` or with "
         "`transformers.AutoModelForSequenceClassification` (one logit per (query, text) pair).",
         "",
-        f"- base model: `{card['base_model'].get('checkpoint')}` ({card['base_model'].get('num_layers', '?')} layers)",
+        f"- base model: {_describe_base(card['base_model'])}",
         f"- data: {_describe_data(card['data'])}",
         f"- loss: {loss['name']}" + (f" ({loss_text})" if loss_text else ""),
         f"- k = {config['num_negatives']} negatives, {config['queries_per_step']} queries per step, "
@@ -116,6 +116,11 @@ def render_readme(card: dict) -> str:
             lines.append(f"| {point['step']} | {loss_value} | {point[metric]:.4f} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _describe_base(base: dict) -> str:
+    init = base.get("init") or base
+    return f"`{init.get('checkpoint')}` ({init.get('num_layers', '?')} layers)"
 
 
 def _describe_data(data: dict) -> str:

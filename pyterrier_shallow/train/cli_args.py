@@ -218,7 +218,7 @@ def _validation(args, collections: _Collections) -> tuple[RerankValidation | Non
     chosen = judged.iloc[np.sort(rng.choice(len(judged), size=min(args.val_queries, len(judged)), replace=False))]
     validation = RerankValidation.from_first_stage(
         collections.bm25(spec, args.val_depth), chosen, qrels, collections.docs(spec), depth=args.val_depth,
-        name=f"{spec.label} ({len(chosen)} held-out queries)",
+        name=spec.label,
     )
     return validation, spec.label, set(chosen["qid"])
 
@@ -256,11 +256,14 @@ def _distillation_source(spec: DataSpec, args, collections: _Collections, held_o
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.distill and args.teacher is None:
         raise ValueError("--distill needs --teacher")
+    specs = [*args.data, *args.distill]
+    weights = [spec.weight for spec in specs]
+    if any(weight is None for weight in weights) and not all(weight is None for weight in weights):
+        raise ValueError("give a @WEIGHT to every data source, or to none")
     collections = _Collections(args)
     validation, validation_label, held_out = _validation(args, collections)
-    specs = list(args.data)
     sources = [_source(spec, args, collections, held_out if spec.label == validation_label else set())
-               for spec in specs]
+               for spec in args.data]
     if args.distill:
         from ..cross_encoder import CrossEncoder
 
@@ -269,16 +272,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         for spec in args.distill:
             label_held_out = held_out if spec.label == validation_label else set()
             sources.append(_distillation_source(spec, args, collections, label_held_out, teacher))
-            specs.append(spec)
-    weights = [spec.weight for spec in specs]
     if len(sources) == 1:
         source = sources[0]
-    elif all(weight is None for weight in weights):
-        source = MixedSource(sources)
-    elif any(weight is None for weight in weights):
-        raise ValueError("give a @WEIGHT to every data source, or to none")
     else:
-        source = MixedSource(sources, weights)
+        source = MixedSource(sources, None if weights[0] is None else weights)
 
     output = Path(args.out)
     init_dir = output / "_training" / "init"
