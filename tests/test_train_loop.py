@@ -168,6 +168,19 @@ def test_trained_directory_loads_back_and_reproduces_validation(init_dir, source
         train(init_dir, source, output, config=config, verbose=False)
 
 
+def test_early_stopping_keeps_the_best_checkpoint(init_dir, source, validation, tmp_path):
+    config = TrainConfig(steps=6, eval_every=1, patience=2, min_delta=1.0, **TINY)  # no gain can reach min_delta
+    result = train(init_dir, source, tmp_path / "out", config=config, validation=validation, verbose=False)
+    assert result.stopped_early and result.steps == 2 and result.best_step == 0
+    assert [point["step"] for point in result.curve] == [0, 1, 2]
+    initial, saved = _weights(init_dir), _weights(tmp_path / "out")
+    for name in initial:  # the step-0 model was the best, so the saved weights are the initial ones
+        torch.testing.assert_close(saved[name], initial[name])
+    card = json.loads((tmp_path / "out" / "training_card.json").read_text())
+    assert card["stopped_early"] and card["saved_step"] == 0 and "(stopped early)" in (
+        tmp_path / "out" / "README.md").read_text()
+
+
 def test_resume_continues_from_the_checkpoint(init_dir, source, tmp_path):
     config = TrainConfig(steps=4, eval_every=2, **TINY)
     straight = train(init_dir, source, tmp_path / "straight", config=config, verbose=False)
@@ -213,6 +226,16 @@ def test_distillation_from_a_teacher(init_dir, vaswani, bm25, shallow_checkpoint
     assert np.isfinite(losses).all() and np.mean(losses[-2:]) < losses[0]
     card = json.loads((tmp_path / "student" / "training_card.json").read_text())
     assert card["loss"] == {"name": "margin-mse"}
+
+
+def test_training_a_loaded_model_saves_a_tokenizer_without_fixed_padding(source, tmp_path):
+    model, tokenizer, _ = load_cross_encoder("minilm", num_layers=1)
+    assert tokenizer.backend_tokenizer.padding is not None  # the offline checkpoint pads everything to 128
+    train((model, tokenizer), source, tmp_path / "out", config=TrainConfig(steps=1, eval_every=1, **TINY),
+          verbose=False)
+    saved = json.loads((tmp_path / "out" / "tokenizer.json").read_text())
+    assert saved["padding"] is None and saved["truncation"] is None
+    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").config.num_hidden_layers == 1
 
 
 def test_distillation_needs_teacher_scores(init_dir, source, tmp_path):

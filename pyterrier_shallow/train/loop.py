@@ -22,7 +22,7 @@ from .card import CARD_FILE, build_card, write_card
 from .checkpoint import load_state, publish_files, save_model_dir
 from .data import TrainingGroup, TrainingSource
 from .losses import GBCELoss, GroupLoss
-from .model_init import head_parameter_names, load_cross_encoder, read_init_info
+from .model_init import head_parameter_names, load_cross_encoder, prepare_tokenizer, read_init_info
 from .validation import RerankValidation
 
 WORK_DIR = "_training"
@@ -167,6 +167,7 @@ def train(
 
     Args:
         model: A hub id or directory (e.g. made by :func:`init_cross_encoder`), or a ``(model, tokenizer)`` tuple.
+            The tokenizer's fixed padding and truncation, if any, are removed (in place) before it is saved.
         source: Draws the training groups (see :mod:`pyterrier_shallow.train.data`).
         output_dir: Where the trained model goes.
         loss: The loss (default: gBCE with t = 0.75).
@@ -207,80 +208,12 @@ def train(
         base = {**info, "init": read_init_info(model) if Path(str(model)).is_dir() else None}
         state = None
 
-    net.to(device)
-    if config.freeze_embeddings:
-        net.get_input_embeddings().weight.requires_grad_(False)
-    forward = PairForward(net, tokenizer, query_length=config.query_length, doc_length=config.doc_length,
-                          micro_batch_size=config.micro_batch_size, device=device, amp=config.amp)
-    optimizer = _optimizer(net, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
-    progress = {"step": 0, "best_step": 0, "best_score": None, "stale_evals": 0, "curve": [], "window": [],
-                "elapsed_s": 0.0, "stopped_early": False}
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        progress = state["progress"]
-
-    def validate() -> float:
-        net.eval()
-        score = validation.evaluate(lambda queries, texts: forward.score(queries, texts))
-        net.train()
-        return score
-
-    def checkpoint() -> None:
-        save_model_dir(work / "last", net, tokenizer, state={
-            "settings": settings, "base": base, "progress": progress,
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        })
-
-    def record_validation(step: int) -> None:
-        window = progress["window"]
-        point = {"step": step, "loss": float(np.mean(window)) if window else None}
-        progress["window"] = []
-        if validation is not None:
-            score = validate()
-            point[validation.metric] = score
-            best = progress["best_score"]
-            if best is None or score > best + config.min_delta:
-                progress.update(best_score=score, best_step=step, stale_evals=0)
-                save_model_dir(work / "best", net, tokenizer)
-            else:
-                progress["stale_evals"] += 1
-        progress["curve"].append(point)
-
-    started = time.monotonic() - progress["elapsed_s"]
-    net.train()
-    if state is None:
-        work.mkdir(parents=True, exist_ok=True)
-        if validation is not None:
-            record_validation(0)
-        checkpoint()
-    checkpoint_every = config.checkpoint_every or config.eval_every
-    bar = pt.tqdm(total=config.steps, initial=progress["step"], desc="training", unit="step", disable=not verbose)
-    while progress["step"] < config.steps and not progress["stopped_early"]:
-        step = progress["step"] + 1
-        torch.manual_seed(config.seed * 1_000_003 + step)
-        groups = _sample_step(source, config, step, loss.needs_teacher)
-        value = _train_step(forward, groups, loss, config)
-        if config.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        progress["step"] = step
-        progress["window"].append(value)
-        progress["elapsed_s"] = time.monotonic() - started
-        if step % config.eval_every == 0 or step == config.steps:
-            record_validation(step)
-            if config.patience is not None and progress["stale_evals"] >= config.patience:
-                progress["stopped_early"] = True
-        if step % checkpoint_every == 0 or step == config.steps or progress["stopped_early"]:
-            checkpoint()
-        bar.update(1)
-        bar.set_postfix(_postfix(value, progress, validation))
-        if on_step is not None:
-            on_step(step, value)
-    bar.close()
+    positions = getattr(net.config, "max_position_embeddings", None) or 512
+    prepare_tokenizer(tokenizer, max_length=min(int(tokenizer.model_max_length), int(positions)))
+    run = _Run(net, tokenizer, config=config, device=device, work=work, validation=validation,
+               saved={"settings": settings, "base": base}, state=state)
+    run.train(source, loss, on_step=on_step, verbose=verbose)
+    progress = run.progress
 
     final = work / "best" if validation is not None and (work / "best").is_dir() else work / "last"
     publish_files(final, output_dir)
@@ -295,12 +228,95 @@ def train(
     card = build_card(
         result=result, config=config, loss=loss.describe(), base=base, data=source.describe(),
         validation=validation.describe() if validation is not None else None, device=str(device),
-        amp=forward.amp, elapsed_s=progress["elapsed_s"], command=command or shlex.join(sys.argv),
+        amp=run.forward.amp, elapsed_s=progress["elapsed_s"], command=command or shlex.join(sys.argv),
     )
     write_card(output_dir, card)
     if not keep_checkpoints:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+class _Run:
+    """The state of one training run: model, optimizer, schedule, progress, and where checkpoints go."""
+
+    def __init__(self, net, tokenizer, *, config: TrainConfig, device: torch.device, work: Path,
+                 validation: RerankValidation | None, saved: dict, state: dict | None):
+        net.to(device)
+        if config.freeze_embeddings:
+            net.get_input_embeddings().weight.requires_grad_(False)
+        self.net, self.tokenizer, self.config, self.work, self.validation, self.saved = (
+            net, tokenizer, config, work, validation, saved)
+        self.forward = PairForward(net, tokenizer, query_length=config.query_length, doc_length=config.doc_length,
+                                   micro_batch_size=config.micro_batch_size, device=device, amp=config.amp)
+        self.optimizer = _optimizer(net, config)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config))
+        self.progress = {"step": 0, "best_step": 0, "best_score": None, "stale_evals": 0, "curve": [],
+                         "window": [], "elapsed_s": 0.0, "stopped_early": False}
+        self.fresh = state is None
+        if state is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.progress = state["progress"]
+
+    def checkpoint(self) -> None:
+        """Saves a resumable checkpoint in ``_training/last``."""
+        save_model_dir(self.work / "last", self.net, self.tokenizer, state={
+            **self.saved, "progress": self.progress,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        })
+
+    def record(self, step: int) -> None:
+        """Adds a point to the curve (mean loss since the last one, validation score) and keeps the best model."""
+        window, progress = self.progress["window"], self.progress
+        point = {"step": step, "loss": float(np.mean(window)) if window else None}
+        progress["window"] = []
+        if self.validation is not None:
+            self.net.eval()
+            score = self.validation.evaluate(lambda queries, texts: self.forward.score(queries, texts))
+            self.net.train()
+            point[self.validation.metric] = score
+            if progress["best_score"] is None or score > progress["best_score"] + self.config.min_delta:
+                progress.update(best_score=score, best_step=step, stale_evals=0)
+                save_model_dir(self.work / "best", self.net, self.tokenizer)
+            else:
+                progress["stale_evals"] += 1
+            if self.config.patience is not None and progress["stale_evals"] >= self.config.patience:
+                progress["stopped_early"] = True
+        progress["curve"].append(point)
+
+    def train(self, source: TrainingSource, loss: GroupLoss, *, on_step, verbose: bool) -> None:
+        """Runs the remaining steps (validating, checkpointing, stopping early as configured)."""
+        config, progress = self.config, self.progress
+        started = time.monotonic() - progress["elapsed_s"]
+        self.net.train()
+        if self.fresh:
+            self.work.mkdir(parents=True, exist_ok=True)
+            if self.validation is not None:
+                self.record(0)
+            self.checkpoint()
+        checkpoint_every = config.checkpoint_every or config.eval_every
+        bar = pt.tqdm(total=config.steps, initial=progress["step"], desc="training", unit="step", disable=not verbose)
+        while progress["step"] < config.steps and not progress["stopped_early"]:
+            step = progress["step"] + 1
+            torch.manual_seed(config.seed * 1_000_003 + step)
+            value = _train_step(self.forward, _sample_step(source, config, step, loss.needs_teacher), loss, config)
+            if config.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), config.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            progress["step"] = step
+            progress["window"].append(value)
+            progress["elapsed_s"] = time.monotonic() - started
+            if step % config.eval_every == 0 or step == config.steps:
+                self.record(step)
+            if step % checkpoint_every == 0 or step == config.steps or progress["stopped_early"]:
+                self.checkpoint()
+            bar.update(1)
+            bar.set_postfix(_postfix(value, progress, self.validation))
+            if on_step is not None:
+                on_step(step, value)
+        bar.close()
 
 
 def _train_step(forward: PairForward, groups: list[TrainingGroup], loss: GroupLoss, config: TrainConfig) -> float:
