@@ -1,10 +1,10 @@
 """pyterrier-shallow: fast multi-stage retrieval for PyTerrier under a latency budget."""
 
-from pyterrier_shallow import datasets
+from pyterrier_shallow import datasets, train
 from pyterrier_shallow.bm25 import bm25_index
 from pyterrier_shallow.cross_encoder import CrossEncoder, ScoringStats
 from pyterrier_shallow.text_loader import TextLoader
 
 __version__ = "0.1.0"
 
-__all__ = ["CrossEncoder", "ScoringStats", "TextLoader", "__version__", "bm25_index", "datasets"]
+__all__ = ["CrossEncoder", "ScoringStats", "TextLoader", "__version__", "bm25_index", "datasets", "train"]

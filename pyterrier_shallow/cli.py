@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pyterrier_shallow.train.cli_args import add_train_parser
+
 
 def _add_demo(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -50,13 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_demo(subparsers)
+    add_train_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line with ``argv`` (default: ``sys.argv[1:]``) and returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "train":
+            return args.run(args, argv=argv[1:])  # the card records the exact command
         return args.run(args)
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"pyterrier-shallow {args.command}: error: {err}", file=sys.stderr)
