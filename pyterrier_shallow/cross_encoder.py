@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,20 @@ from pyterrier_shallow._batching import length_sorted_batches
 from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts, with_scores
 from pyterrier_shallow._hf import choose_device, choose_dtype, default_cross_encoder_path, load_pretrained
 from pyterrier_shallow._pair_tokenizer import PairTokenizer
+
+DEFAULT_QUERY_LENGTH = 64
+TRAINING_CARD = "training_card.json"
+
+
+def trained_lengths(source: object) -> dict[str, int]:
+    """Returns the query and document lengths a checkpoint folder was trained with (from its training card)."""
+    if isinstance(source, tuple):
+        return {}
+    card = Path(source) / TRAINING_CARD
+    if not card.is_file():
+        return {}
+    config = json.loads(card.read_text(encoding="utf-8")).get("config", {})
+    return {key: int(config[key]) for key in ("query_length", "doc_length") if config.get(key)}
 
 
 @dataclass
@@ -47,8 +63,10 @@ class CrossEncoder(pt.Transformer):
             ``None`` loads the cross-encoder shipped with the package.
         batch_size: The most pairs in one forward pass.
         token_budget: The most tokens (padding included) in one forward pass; bounds memory on long inputs.
-        query_length: The most tokens kept of a query.
-        doc_length: The most tokens kept of a document (``None``: whatever ``max_length`` leaves).
+        query_length: The most tokens kept of a query (``None``: the length the model was trained with, as its
+            ``training_card.json`` records, or 64).
+        doc_length: The most tokens kept of a document (``None``: the length the model was trained with, or
+            whatever ``max_length`` leaves).
         max_length: The most tokens of a pair, special tokens included (``None``: the model's limit).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (``None``: CUDA when present).
         dtype: The compute dtype (``None``: float32 on CPU, bfloat16 or float16 on CUDA).
@@ -65,7 +83,7 @@ class CrossEncoder(pt.Transformer):
         *,
         batch_size: int = 64,
         token_budget: int = 16384,
-        query_length: int = 64,
+        query_length: int | None = None,
         doc_length: int | None = None,
         max_length: int | None = None,
         device: str | torch.device | None = None,
@@ -79,8 +97,9 @@ class CrossEncoder(pt.Transformer):
         self.source = default_cross_encoder_path() if model is None else model
         self.batch_size = batch_size
         self.token_budget = token_budget
-        self.query_length = query_length
-        self.doc_length = doc_length
+        trained = trained_lengths(self.source)
+        self.query_length = query_length or trained.get("query_length") or DEFAULT_QUERY_LENGTH
+        self.doc_length = doc_length or trained.get("doc_length")
         self.max_length = max_length
         self.device = choose_device(device)
         self.dtype = choose_dtype(self.device, dtype)

@@ -179,3 +179,17 @@ class TestCrossEncoderContract(pt.testing.TransformerTestCase):
         from pyterrier_shallow._hf import minilm_path
 
         return pts.CrossEncoder(minilm_path(), max_length=128, warn_truncation=False)
+
+
+def test_lengths_default_to_those_of_training(shallow_checkpoint, tmp_path, nfcorpus_pairs):
+    import json
+    import shutil
+
+    trained = tmp_path / "trained"
+    shutil.copytree(shallow_checkpoint, trained)
+    (trained / "training_card.json").write_text(json.dumps({"config": {"query_length": 16, "doc_length": 40}}))
+    scorer = pts.CrossEncoder(trained, warn_truncation=False)
+    scorer(nfcorpus_pairs.head(4))
+    assert (scorer.query_length, scorer.doc_length) == (16, 40)
+    assert scorer.last_stats.tokens <= 4 * (16 + 40 + 3)
+    assert pts.CrossEncoder(trained, doc_length=100).doc_length == 100
