@@ -1,0 +1,218 @@
+"""FaissIndex: a directory artifact holding a FAISS index of document vectors and its docnos."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyterrier as pt
+
+from pyterrier_shallow.dense.bi_encoder import BiEncoder
+
+META_FILE = "pt_meta.json"
+INDEX_FILE = "index.faiss"
+DOCNOS_FILE = "docnos.npy"
+
+
+class FaissIndex(pt.Artifact):
+    """A dense index on disk: ``index.faiss`` (inner-product FAISS index), ``docnos.npy`` and ``pt_meta.json``.
+
+    The directory appears only once complete: :meth:`indexer` builds it in a temporary directory beside ``path``
+    and renames it into place. ``pt_meta.json`` records the type (``dense_index``), format (``faiss``), the encoder
+    (model, pooling, normalisation, dimension), the FAISS index type and its options, and the number of documents.
+
+    Example::
+
+        model = pyterrier_shallow.BiEncoder()
+        index = pyterrier_shallow.FaissIndex("./vaswani.faiss")
+        index.indexer(model, index_type="hnsw").index(dataset.get_corpus_iter())
+        results = index.retriever(model, num_results=100)(dataset.get_topics())
+
+    Args:
+        path: The index directory.
+    """
+
+    ARTIFACT_TYPE = "dense_index"
+    ARTIFACT_FORMAT = "faiss"
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__(path)
+        self._meta: dict | None = None
+        self._faiss: faiss.Index | None = None
+        self._docnos: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return f"FaissIndex({str(self.path)!r})"
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_faiss=None, _docnos=None)  # reopened lazily where unpickled
+        return state
+
+    def built(self) -> bool:
+        """Whether ``path`` holds a complete index."""
+        return (self.path / META_FILE).is_file() and (self.path / INDEX_FILE).is_file()
+
+    def __len__(self) -> int:
+        return int(self.meta["num_docs"])
+
+    @property
+    def meta(self) -> dict:
+        """The contents of ``pt_meta.json``, checked for completeness."""
+        if self._meta is None:
+            self._meta = self._read_meta()
+        return self._meta
+
+    @property
+    def dimension(self) -> int:
+        """The size of the indexed vectors."""
+        return int(self.meta["dimension"])
+
+    def _read_meta(self) -> dict:
+        if not self.path.exists():
+            raise FileNotFoundError(
+                f"no FaissIndex at {self.path}; build one first: FaissIndex(path).indexer(encoder).index(corpus_iter)"
+            )
+        if not self.path.is_dir():
+            raise NotADirectoryError(f"{self.path} is a file, not a FaissIndex directory")
+        missing = [name for name in (META_FILE, INDEX_FILE, DOCNOS_FILE) if not (self.path / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{self.path} is not a complete FaissIndex (missing {', '.join(missing)}); it may have been written "
+                "half-way by another tool or copied in part. Delete it and build the index again."
+            )
+        with open(self.path / META_FILE, encoding="utf-8") as handle:
+            meta = json.load(handle)
+        if (meta.get("type"), meta.get("format")) != (self.ARTIFACT_TYPE, self.ARTIFACT_FORMAT):
+            raise ValueError(
+                f"{self.path} holds a {meta.get('type')}/{meta.get('format')} artifact, not a "
+                f"{self.ARTIFACT_TYPE}/{self.ARTIFACT_FORMAT} one"
+            )
+        return meta
+
+    def faiss_index(self) -> faiss.Index:
+        """The FAISS index, read from disk on first use and checked against ``pt_meta.json`` and the docnos."""
+        if self._faiss is None:
+            meta = self.meta
+            index = faiss.read_index(str(self.path / INDEX_FILE))
+            if index.ntotal != meta["num_docs"] or index.d != meta["dimension"]:
+                raise ValueError(
+                    f"{self.path}: index.faiss holds {index.ntotal} vectors of {index.d} dimensions, but pt_meta.json "
+                    f"records {meta['num_docs']} of {meta['dimension']}; the index is damaged, build it again"
+                )
+            if len(self.docnos()) != index.ntotal:
+                raise ValueError(
+                    f"{self.path}: {len(self.docnos())} docnos for {index.ntotal} vectors; the index is damaged"
+                )
+            self._faiss = index
+        return self._faiss
+
+    def docnos(self) -> np.ndarray:
+        """The docno of each vector, in index order (a read-only, memory-mapped bytes array)."""
+        if self._docnos is None:
+            self.meta  # noqa: B018 - checks the directory first
+            self._docnos = np.load(self.path / DOCNOS_FILE, mmap_mode="r")
+        return self._docnos
+
+    def check_encoder(self, encoder: BiEncoder) -> None:
+        """Raises a ``ValueError`` when ``encoder`` makes vectors of another size than the indexed ones."""
+        if encoder.dimension != self.dimension:
+            raise ValueError(
+                f"{encoder!r} makes {encoder.dimension}-dimensional vectors, but {self!r} holds "
+                f"{self.dimension}-dimensional ones (built with {self.meta.get('model')!r}); query it with that model"
+            )
+
+    def indexer(
+        self,
+        encoder: BiEncoder | None = None,
+        *,
+        index_type: str = "flat",
+        chunk_size: int = 8192,
+        overwrite: bool = False,
+        verbose: bool = True,
+        hnsw_m: int = 32,
+        ef_construction: int = 200,
+        nlist: int | None = None,
+        pq_m: int | None = None,
+        pq_nbits: int = 8,
+        train_size: int = 100_000,
+    ) -> pt.Indexer:
+        """Returns an indexer that encodes a corpus and writes this index.
+
+        Documents are read, encoded and added ``chunk_size`` at a time, so memory holds one chunk of texts and the
+        FAISS index itself (all vectors for ``flat`` and ``hnsw``; ``pq_m`` bytes a document for ``ivfpq``, whose
+        quantisers are first trained on the first ``train_size`` documents).
+
+        Args:
+            encoder: The model that encodes documents (its ``text_field`` names the text); ``None``: each document
+                carries its vector as ``doc_vec``, as after ``model.doc_encoder() >> index.indexer()``.
+            index_type: ``"flat"`` (exact), ``"hnsw"`` or ``"ivfpq"``.
+            chunk_size: Documents encoded and added at a time.
+            overwrite: Replace an existing index at ``path`` (only once the new one is complete).
+            verbose: Show a progress bar over documents.
+            hnsw_m: HNSW: links a node (memory grows by about ``8 * hnsw_m`` bytes a document).
+            ef_construction: HNSW: candidate list while building.
+            nlist: IVF-PQ: inverted lists (``None``: about ``4 * sqrt(train sample)``).
+            pq_m: IVF-PQ: bytes a document at 8 bits (``None``: up to ``dimension / 8``).
+            pq_nbits: IVF-PQ: bits a sub-quantiser code.
+            train_size: IVF-PQ: training sample (the first documents of the corpus).
+        """
+        from pyterrier_shallow.dense._faiss_indexer import FaissIndexer
+        from pyterrier_shallow.dense._faiss_types import IndexSpec
+
+        spec = IndexSpec(
+            index_type=index_type,
+            hnsw_m=hnsw_m,
+            ef_construction=ef_construction,
+            nlist=nlist,
+            pq_m=pq_m,
+            pq_nbits=pq_nbits,
+            train_size=train_size,
+        )
+        return FaissIndexer(self, encoder, spec, chunk_size=chunk_size, overwrite=overwrite, verbose=verbose)
+
+    def retriever(
+        self,
+        encoder: BiEncoder | None = None,
+        *,
+        num_results: int = 1000,
+        ef_search: int | None = None,
+        nprobe: int | None = None,
+        query_batch_size: int = 1024,
+        verbose: bool = False,
+    ) -> pt.Transformer:
+        """Returns a transformer that retrieves the ``num_results`` nearest documents of each query.
+
+        Queries come as ``query`` text (encoded by ``encoder``) or as ``query_vec``. ``retriever % k`` searches for
+        ``k`` results directly.
+
+        Args:
+            encoder: The model that built the index (``None``: the input must carry ``query_vec``).
+            num_results: Documents returned a query.
+            ef_search: HNSW: candidate list while searching (``None``: 128; at least ``num_results`` is used).
+            nprobe: IVF-PQ: inverted lists searched (``None``: 32).
+            query_batch_size: Queries searched at once.
+            verbose: Show a progress bar over query batches.
+        """
+        from pyterrier_shallow.dense._faiss_retriever import FaissRetriever
+
+        if encoder is not None:
+            self.check_encoder(encoder)
+        return FaissRetriever(
+            self,
+            encoder,
+            num_results=num_results,
+            ef_search=ef_search,
+            nprobe=nprobe,
+            query_batch_size=query_batch_size,
+            verbose=verbose,
+        )
+
+
+def write_meta(directory: Path, meta: dict) -> None:
+    """Writes ``pt_meta.json`` into ``directory`` (the last file of a build, so that it marks completeness)."""
+    with open(directory / META_FILE, "w", encoding="utf-8") as handle:
+        json.dump(meta, handle, indent=2)
