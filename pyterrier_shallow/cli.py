@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pyterrier_shallow.budget.cli import add_sweep_parser
 from pyterrier_shallow.train.cli_args import add_train_parser
 
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_demo(subparsers)
     add_train_parser(subparsers)
+    add_sweep_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,119 @@
+"""``pyterrier-shallow sweep``: the depth / latency trade-off of rerankers on a collection, as a table and a plot."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+
+def add_sweep_parser(subparsers) -> None:
+    """Adds the ``sweep`` subcommand to a ``pyterrier-shallow`` subparsers object."""
+    parser = subparsers.add_parser(
+        "sweep",
+        help="effectiveness and per-query latency of rerankers at each rerank depth, and the best choice per budget",
+        description=(
+            "BM25 followed by each cross-encoder at each rerank depth k: the measure over the topics (one scoring "
+            "pass at the deepest k) and the per-query latency (queries one at a time, on a sample of the topics)."
+        ),
+    )
+    parser.add_argument("models", nargs="+", help="cross-encoders as NAME=PATH (or PATH, named by its folder)")
+    parser.add_argument("--dataset", default="vaswani", help="a collection name (default: vaswani, bundled)")
+    parser.add_argument("--split", default=None, help="the topics/qrels split (default: the collection's default)")
+    parser.add_argument("--depths", default=None, help="comma-separated depths (default: 1,2,5,... to --max-depth)")
+    parser.add_argument("--max-depth", type=int, default=1000, help="the deepest k of the default grid (1000)")
+    parser.add_argument("--queries", type=int, default=None, help="evaluate on the first N topics only")
+    parser.add_argument("--latency-queries", type=int, default=20, help="topics timed per setting (default: 20)")
+    parser.add_argument("--budgets", default="10,20,50,100,200,500", help="comma-separated budgets in ms")
+    parser.add_argument("--precision", choices=["float32", "int8"], default="float32", help="CPU inference precision")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--index-dir", default=None, help="where the BM25 index is kept (default: a cache folder)")
+    parser.add_argument("--out", default=None, help="a folder for sweep.csv, budgets.csv and sweep.png")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run_sweep_command)
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    """Runs the sweep the parsed arguments describe, prints its tables and writes its files."""
+    import pandas as pd
+    import torch
+
+    from pyterrier_shallow import datasets
+    from pyterrier_shallow._quantize import quantize_for_cpu
+    from pyterrier_shallow.bm25 import bm25
+    from pyterrier_shallow.budget.plot import plot_tradeoff
+    from pyterrier_shallow.budget.sweep import depth_grid, sweep
+    from pyterrier_shallow.cross_encoder import CrossEncoder
+    from pyterrier_shallow.demo import cache_dir
+    from pyterrier_shallow.text_loader import TextLoader
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    depths = _ints(args.depths) if args.depths else depth_grid(args.max_depth)
+    budgets = [float(value) for value in args.budgets.split(",") if value.strip()]
+    collection = datasets.get(args.dataset)
+    split = args.split or collection.default_split
+    topics, qrels = collection.get_topics(split), collection.get_qrels(split)
+    if args.queries is not None:
+        topics = topics.head(args.queries)
+    index_dir = Path(args.index_dir) if args.index_dir else cache_dir() / "bm25" / collection.name
+    first_stage = bm25(collection, index_dir, num_results=max(depths), verbose=not args.quiet)
+    rerankers = {}
+    for name, path in _named_models(args.models).items():
+        ce = CrossEncoder(path, warn_truncation=False)
+        if args.precision != "float32":
+            ce = CrossEncoder((quantize_for_cpu(ce.model, args.precision), ce.tokenizer), warn_truncation=False)
+        rerankers[name] = ce
+    result = sweep(
+        first_stage,
+        rerankers,
+        topics,
+        qrels,
+        text_loader=TextLoader(collection),
+        depths=depths,
+        latency_queries=args.latency_queries,
+        verbose=not args.quiet,
+    )
+    budget_table = result.budget_table(budgets)
+    with pd.option_context("display.max_columns", None, "display.width", 200):
+        print(result.describe())
+        print(result.table.round(4).to_string(index=False))
+        print(budget_table.round(4).to_string(index=False))
+    if args.out:
+        out = Path(args.out)
+        _write_csv(result.table, out / "sweep.csv")
+        _write_csv(budget_table, out / "budgets.csv")
+        plot_tradeoff(result, out / "sweep.png", budgets_ms=budgets)
+        print(f"wrote {out / 'sweep.csv'}, {out / 'budgets.csv'} and {out / 'sweep.png'}")
+    return 0
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(value) for value in text.split(",") if value.strip()]
+    except ValueError as err:
+        raise ValueError(f"--depths must be comma-separated integers, got {text!r}") from err
+
+
+def _named_models(specs: list[str]) -> dict[str, str]:
+    named = {}
+    for spec in specs:
+        name, _, path = spec.rpartition("=")
+        name = name or Path(path).name
+        if name in named:
+            raise ValueError(f"two models are named {name!r}; name them NAME=PATH")
+        named[name] = path
+    return named
+
+
+def _write_csv(frame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        frame.to_csv(temporary, index=False)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)

@@ -1,0 +1,141 @@
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+import pytest
+from _budget_helpers import vaswani_stage
+
+import pyterrier_shallow as pts
+from pyterrier_shallow.budget import FIRST_STAGE, SweepResult, depth_grid, plot_tradeoff, sweep
+from pyterrier_shallow.cli import main
+
+DEPTHS = [1, 3, 12]
+NDCG10 = pt.measures.nDCG @ 10
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    return vaswani_stage(tmp_path_factory.mktemp("bm25"), num_results=12)
+
+
+@pytest.fixture(scope="module")
+def result(stage, shallow_checkpoint):
+    dataset, retriever, text = stage
+    ce = pts.CrossEncoder(shallow_checkpoint)
+    topics = dataset.get_topics().head(5)
+    return sweep(
+        retriever,
+        {"2 layers": ce},
+        topics,
+        dataset.get_qrels(),
+        text_loader=text,
+        depths=DEPTHS,
+        latency_queries=2,
+        warmup=1,
+    )
+
+
+def test_depth_grid_is_geometric():
+    assert depth_grid(1000) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    assert depth_grid(30) == [1, 2, 5, 10, 20, 30]
+    assert depth_grid(1) == [1]
+    with pytest.raises(ValueError, match="max_depth"):
+        depth_grid(0)
+
+
+def test_sweep_table(result):
+    table = result.table
+    assert table[["model", "depth"]].values.tolist() == [[FIRST_STAGE, 0]] + [["2 layers", k] for k in DEPTHS]
+    assert result.measure == "nDCG@10" and result.effectiveness_queries == 5 and result.latency_queries == 2
+    assert table[["mean_ms", "p50_ms", "p95_ms"]].gt(0).all().all()
+    assert table.loc[table["model"] == FIRST_STAGE, "rerank_ms"].iloc[0] < 0.1  # no reranking at depth 0
+    assert "sample of 2 queries" in result.describe()
+
+
+def test_sweep_effectiveness_matches_the_pipeline_at_each_depth(stage, shallow_checkpoint, result):
+    dataset, retriever, text = stage
+    topics = dataset.get_topics().head(5)
+    qrels = dataset.get_qrels()
+    qrels = qrels[qrels["qid"].isin(topics["qid"])]
+    ce = pts.CrossEncoder(shallow_checkpoint)
+    table = result.table.set_index(["model", "depth"])["nDCG@10"]
+    first = pt.Evaluate(retriever(topics), qrels, metrics=[NDCG10])["nDCG@10"]
+    assert table[FIRST_STAGE, 0] == pytest.approx(first)
+    deepest = pt.Evaluate((retriever >> text >> ce)(topics), qrels, metrics=[NDCG10])["nDCG@10"]
+    assert table["2 layers", 12] == pytest.approx(deepest, abs=1e-6)
+
+
+def test_best_under_a_budget():
+    table = pd.DataFrame(
+        {
+            "model": [FIRST_STAGE, "a", "a", "b", "b"],
+            "depth": [0, 10, 100, 10, 100],
+            "nDCG@10": [0.30, 0.35, 0.40, 0.38, 0.45],
+            "mean_ms": [2.0, 10.0, 60.0, 30.0, 300.0],
+        }
+    )
+    result = SweepResult(table=table, measure="nDCG@10", effectiveness_queries=10, latency_queries=5)
+    budgets = result.budget_table([1, 5, 40, 100, 1000])
+    assert budgets["model"].isna().tolist() == [True, False, False, False, False]
+    assert budgets["model"].tolist()[1:] == [FIRST_STAGE, "b", "a", "b"]
+    assert budgets["depth"].tolist()[1:] == [0, 10, 100, 100]
+    assert np.isnan(budgets["nDCG@10"].iloc[0])
+    assert result.best_under(1) is None
+
+
+def test_plot_is_written_atomically(result, tmp_path):
+    path = plot_tradeoff(result, tmp_path / "plots" / "sweep.png", budgets_ms=[50])
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [child.name for child in path.parent.iterdir()] == ["sweep.png"]
+
+
+def test_bad_input_gets_a_clear_error(stage, shallow_checkpoint):
+    dataset, retriever, text = stage
+    topics, qrels = dataset.get_topics().head(2), dataset.get_qrels()
+    ce = {"ce": pts.CrossEncoder(shallow_checkpoint)}
+    with pytest.raises(ValueError, match="depths"):
+        sweep(retriever, ce, topics, qrels, text_loader=text, depths=[0, 5])
+    with pytest.raises(ValueError, match="at least one reranker"):
+        sweep(retriever, {}, topics, qrels, text_loader=text)
+    with pytest.raises(ValueError, match="empty"):
+        sweep(retriever, ce, topics.head(0), qrels, text_loader=text)
+    with pytest.raises(ValueError, match="no qrels"):
+        sweep(retriever, ce, topics, qrels.head(0), text_loader=text)
+    with pytest.raises(KeyError, match="label"):
+        sweep(retriever, ce, topics, qrels.drop(columns=["label"]), text_loader=text)
+
+
+def test_sweep_command(shallow_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(
+        [
+            "sweep",
+            f"two={shallow_checkpoint}",
+            "--queries",
+            "3",
+            "--depths",
+            "2,5",
+            "--latency-queries",
+            "1",
+            "--budgets",
+            "5,5000",
+            "--index-dir",
+            str(tmp_path / "index"),
+            "--out",
+            str(out),
+            "--quiet",
+            "--threads",
+            "1",
+        ]
+    )
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "sample of 1 queries" in printed and "two" in printed
+    table = pd.read_csv(out / "sweep.csv")
+    assert table["depth"].tolist() == [0, 2, 5]
+    assert (out / "sweep.png").is_file() and len(pd.read_csv(out / "budgets.csv")) == 2
+
+
+def test_sweep_command_errors(shallow_checkpoint, tmp_path, capsys):
+    assert main(["sweep", str(shallow_checkpoint), "--depths", "a,b"]) == 2
+    assert "--depths" in capsys.readouterr().err
+    assert main(["sweep", f"x={shallow_checkpoint}", f"x={shallow_checkpoint}"]) == 2
