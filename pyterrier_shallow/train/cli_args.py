@@ -86,7 +86,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     io.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/_training after success")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--data", action="append", type=parse_data_spec, required=True, help=_DATA_HELP)
+    data.add_argument("--data", action="append", type=parse_data_spec, default=[], help=_DATA_HELP)
     data.add_argument("--data-root", default=None, help="the folder of local collections (default: shared/data)")
     data.add_argument("--index-dir", default=None, help="BM25 indexes and caches (default: a cache folder)")
     data.add_argument("--pool-depth", type=int, default=1000, help="BM25 candidates mined per query (default: 1000)")
@@ -102,7 +102,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     val.add_argument("--patience", type=int, default=None, help="stop after N validations without gain")
 
     distil = parser.add_argument_group("distillation")
-    distil.add_argument("--teacher", default=None, help="a cross-encoder (folder or hub id) whose scores to distil")
+    distil.add_argument("--teacher", default=None,
+                        help="whose scores to distil: a cross-encoder (folder or hub id), or hybrid (BM25 mixed with "
+                             "all-MiniLM-L6-v2's cosine, per-query z-scores)")
+    distil.add_argument("--teacher-weight", type=float, default=2.0,
+                        help="hybrid teacher: the weight of the dense side; BM25 weighs 1 (default: 2)")
     distil.add_argument("--distill", action="append", type=parse_data_spec, default=[],
                         help="NAME[:SPLIT][@WEIGHT] whose BM25 candidates the teacher scores (repeatable)")
     distil.add_argument("--distill-depth", type=int, default=50, help="candidates scored per query (default: 50)")
@@ -197,13 +201,18 @@ class _Collections:
         key = (spec.label, depth)
         if key not in self._retrievers:
             folder = self.index_dir / "bm25" / re.sub(r"[^\w.-]+", "_", spec.label)
-            documents = corpus_iter(self.dataset(spec.name), spec.split)
+            documents = _with_text(corpus_iter(self.dataset(spec.name), spec.split))
             self._retrievers[key] = bm25(documents, folder, num_results=depth, verbose=self.verbose)
         return self._retrievers[key]
 
     def topics_qrels(self, spec: DataSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         dataset = self.dataset(spec.name)
         return dataset.get_topics(spec.split), dataset.get_qrels(spec.split)
+
+
+def _with_text(documents):
+    """Skips documents with no text in any field (they cannot be indexed, and ``docs`` drops them too)."""
+    return (doc for doc in documents if any(str(doc.get(field) or "").strip() for field in ("title", "text")))
 
 
 def _validation(args, collections: _Collections) -> tuple[RerankValidation | None, str | None, set[str]]:
@@ -253,9 +262,25 @@ def _distillation_source(spec: DataSpec, args, collections: _Collections, held_o
     )
 
 
+def _teacher(args: argparse.Namespace):
+    if args.teacher == "hybrid":
+        from ..dense import BiEncoder
+        from .teacher import HybridTeacher
+
+        dense = BiEncoder(query_length=args.query_length, doc_length=args.doc_length, device=args.device,
+                          warn_truncation=False)
+        return HybridTeacher(dense, dense_weight=args.teacher_weight, verbose=not args.quiet)
+    from ..cross_encoder import CrossEncoder
+
+    return CrossEncoder(args.teacher, query_length=args.query_length, doc_length=args.doc_length,
+                        device=args.device, warn_truncation=False, verbose=not args.quiet)
+
+
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.distill and args.teacher is None:
         raise ValueError("--distill needs --teacher")
+    if not args.data and not args.distill:
+        raise ValueError("give some training data: --data, or --distill with --teacher")
     specs = [*args.data, *args.distill]
     weights = [spec.weight for spec in specs]
     if any(weight is None for weight in weights) and not all(weight is None for weight in weights):
@@ -265,10 +290,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     sources = [_source(spec, args, collections, held_out if spec.label == validation_label else set())
                for spec in args.data]
     if args.distill:
-        from ..cross_encoder import CrossEncoder
-
-        teacher = CrossEncoder(args.teacher, query_length=args.query_length, doc_length=args.doc_length,
-                               device=args.device, warn_truncation=False, verbose=not args.quiet)
+        teacher = _teacher(args)
         for spec in args.distill:
             label_held_out = held_out if spec.label == validation_label else set()
             sources.append(_distillation_source(spec, args, collections, label_held_out, teacher))
