@@ -12,6 +12,7 @@ from pyterrier_shallow import datasets
 from pyterrier_shallow._hf import DEFAULT_CROSS_ENCODER_DIR
 from pyterrier_shallow.bm25 import bm25
 from pyterrier_shallow.cross_encoder import CrossEncoder
+from pyterrier_shallow.dense import BiEncoder
 from pyterrier_shallow.text_loader import TextLoader
 
 
@@ -22,10 +23,16 @@ def cache_dir() -> Path:
 
 
 def default_rerankers(model: str | None = None, *, verbose: bool = False) -> dict[str, pt.Transformer]:
-    """Returns the demo's rerankers: the cross-encoder ``model``, or the one shipped with the package if any."""
-    if model is None and not (DEFAULT_CROSS_ENCODER_DIR / "config.json").is_file():
-        return {}
-    return {"CrossEncoder": CrossEncoder(model, verbose=verbose)}
+    """Returns the demo's rerankers: all-MiniLM-L6-v2's cosine, and the cross-encoder ``model`` (or the shipped one).
+
+    Args:
+        model: A cross-encoder (hub id or folder); ``None`` uses the one shipped with the package, if any.
+        verbose: Show progress bars.
+    """
+    rerankers = {"MiniLM bi-encoder": BiEncoder(verbose=verbose, warn_truncation=False).text_scorer()}
+    if model is not None or (DEFAULT_CROSS_ENCODER_DIR / "config.json").is_file():
+        rerankers["CrossEncoder"] = CrossEncoder(model, verbose=verbose, warn_truncation=False)
+    return rerankers
 
 
 def run_demo(
