@@ -1,0 +1,71 @@
+"""The default cross-encoder shipped in ``pyterrier_shallow/models/cross-encoder``."""
+
+import json
+
+import pyterrier as pt
+import pytest
+import torch
+from safetensors import safe_open
+
+from pyterrier_shallow import CrossEncoder, TextLoader, datasets
+from pyterrier_shallow._hf import DEFAULT_CROSS_ENCODER_DIR
+from pyterrier_shallow.bm25 import bm25
+
+MODEL_DIR = DEFAULT_CROSS_ENCODER_DIR
+pytestmark = pytest.mark.skipif(not (MODEL_DIR / "config.json").is_file(), reason="no default cross-encoder shipped")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_the_model_folder_is_complete_and_small():
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "training_card.json", "README.md"):
+        assert (MODEL_DIR / name).is_file(), name
+    assert (MODEL_DIR / "model.safetensors").stat().st_size <= 40 * 2**20
+    with safe_open(str(MODEL_DIR / "model.safetensors"), framework="pt") as weights:
+        dtypes = {weights.get_slice(name).get_dtype() for name in weights.keys()}  # noqa: SIM118
+    assert dtypes == {"F16"}
+    config = json.loads((MODEL_DIR / "config.json").read_text())
+    assert config["num_hidden_layers"] <= 3
+    assert config["num_labels"] == 1 or len(config.get("id2label", {"0": 0})) == 1
+
+
+def test_the_card_records_the_command_and_the_data():
+    card = json.loads((MODEL_DIR / "training_card.json").read_text())
+    assert card["command"].startswith("pyterrier-shallow train ")
+    assert "--teacher hybrid" in card["command"]
+    names = " ".join(source["name"] for source in card["data"].get("sources", [card["data"]]))
+    assert "vaswani" not in names  # the held-out collection was never trained on
+    readme = (MODEL_DIR / "README.md").read_text()
+    assert card["command"] in readme
+    assert "licen" in readme.lower()
+
+
+def test_loads_by_default_in_float32_on_cpu():
+    model = CrossEncoder(device="cpu")
+    assert model.dtype == torch.float32
+    frame = pt.new.ranked_documents([[0.0, 0.0]], qid=["q"], docno=[["a", "b"]]).assign(
+        query="measurement of dielectric constants of liquids",
+        text=["dielectric constant measurements of polar liquids at microwave frequencies",
+              "a survey of galaxy clusters observed at radio wavelengths"],
+    )
+    scored = model.transform(frame)
+    assert scored["score"].dtype == "float32"
+    assert scored.set_index("docno").loc["a", "score"] > scored.set_index("docno").loc["b", "score"]
+
+
+def test_ranks_better_than_bm25_on_held_out_vaswani_queries(shared_data, tmp_path):
+    vaswani = datasets.vaswani(shared_data)
+    first_stage = bm25(vaswani, tmp_path / "bm25") % 20
+    topics = vaswani.get_topics().head(20)
+    table = pt.Experiment(
+        [first_stage, first_stage >> TextLoader(vaswani) >> CrossEncoder(device="cpu")],
+        topics, vaswani.get_qrels(), [pt.measures.nDCG @ 10], names=["bm25", "reranked"],
+    ).set_index("name")
+    assert table.loc["reranked", "nDCG@10"] > table.loc["bm25", "nDCG@10"]
