@@ -104,7 +104,8 @@ def test_bad_input_gets_a_clear_error(stage, shallow_checkpoint):
         sweep(retriever, ce, topics, qrels.drop(columns=["label"]), text_loader=text)
 
 
-def test_sweep_command(shallow_checkpoint, tmp_path, capsys):
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_sweep_command(shallow_checkpoint, tmp_path, capsys, precision):
     out = tmp_path / "out"
     status = main(
         [
@@ -125,6 +126,8 @@ def test_sweep_command(shallow_checkpoint, tmp_path, capsys):
             "--quiet",
             "--threads",
             "1",
+            "--precision",
+            precision,
         ]
     )
     assert status == 0
