@@ -146,14 +146,3 @@ def test_in_place_layer_matches_the_plain_layer(minilm_layer, window, chunk):
         )
     rows = doc_mask[:, :, None].expand_as(ours)
     torch.testing.assert_close(ours[rows], expected[rows], atol=1e-5, rtol=1e-5)
-
-
-def test_flex_attention_kernel_matches_the_banded_kernel():
-    from pyterrier_shallow.sparse._flex import flex_block_mask, flex_windowed_attention
-
-    query, keys, values, global_keys, global_values, global_mask, doc_mask = _inputs(length=256)
-    bias = window_bias(global_mask, doc_mask, window=4, block=32, dtype=torch.float32)
-    banded = windowed_attention(query, keys, values, global_keys, global_values, bias, window=4, block=32)
-    block_mask = flex_block_mask(global_mask, doc_mask, window=4)
-    flex = flex_windowed_attention(query, keys, values, global_keys, global_values, block_mask)
-    _close_on_real_rows(flex, banded, doc_mask)

@@ -16,22 +16,55 @@ Segment = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 booleans or ``None`` when every key is real."""
 
 
-def segment_attention(query: torch.Tensor, segments: Sequence[Segment], *, dropout: float = 0.0) -> torch.Tensor:
-    """Attention of ``query`` over the concatenated keys of ``segments`` (each key seen by every query row).
+_FEW_ROWS = 64
+"""Up to this many query rows, segments are attended to in place, without concatenating their keys and values."""
 
-    The mask is a key mask broadcast over the rows, so memory stays linear in the number of keys for short ``query``
-    blocks ([CLS], the query); over a whole document it is the dense path.
+
+def segment_attention(query: torch.Tensor, segments: Sequence[Segment], *, dropout: float = 0.0) -> torch.Tensor:
+    """Attention of ``query`` over the keys of all ``segments`` at once (one softmax over their union).
+
+    For a few query rows ([CLS], a query) the scores of each segment are computed where its keys lie, so that the
+    document's keys and values are never copied; for many rows the segments are concatenated for one fused call.
     """
-    keys = torch.cat([keys for keys, _, _ in segments], dim=2) if len(segments) > 1 else segments[0][0]
-    values = torch.cat([values for _, values, _ in segments], dim=2) if len(segments) > 1 else segments[0][1]
-    mask = None
-    if any(segment_mask is not None for _, _, segment_mask in segments):
-        parts = [
-            segment_mask if segment_mask is not None else keys.new_ones(keys.shape[0], k.shape[2], dtype=torch.bool)
-            for k, _, segment_mask in segments
-        ]
-        mask = torch.cat(parts, dim=1)[:, None, None, :]
-    return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, dropout_p=dropout)
+    masks = [mask for _, _, mask in segments]
+    if len(segments) == 1 or query.shape[2] > _FEW_ROWS:
+        keys = torch.cat([keys for keys, _, _ in segments], dim=2) if len(segments) > 1 else segments[0][0]
+        values = torch.cat([values for _, values, _ in segments], dim=2) if len(segments) > 1 else segments[0][1]
+        mask = None
+        if any(mask is not None for mask in masks):
+            parts = [
+                mask if mask is not None else keys.new_ones(keys.shape[0], k.shape[2], dtype=torch.bool)
+                for (k, _, _), mask in zip(segments, masks, strict=True)
+            ]
+            mask = torch.cat(parts, dim=1)[:, None, None, :]
+        return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, dropout_p=dropout)
+    scale = query.shape[-1] ** -0.5
+    scores = []
+    for keys, _, mask in segments:
+        segment_scores = _batched_matmul(query, keys.transpose(-1, -2)).mul_(scale)
+        if mask is not None:
+            segment_scores = segment_scores.masked_fill(~mask[:, None, None, :], torch.finfo(segment_scores.dtype).min)
+        scores.append(segment_scores)
+    probs = torch.softmax(torch.cat(scores, dim=-1), dim=-1)
+    if dropout:
+        probs = F.dropout(probs, dropout)
+    out, start = None, 0
+    for keys, values, _ in segments:
+        part = _batched_matmul(probs[..., start : start + keys.shape[2]], values)
+        out = part if out is None else out + part
+        start += keys.shape[2]
+    return out
+
+
+def _batched_matmul(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``left @ right`` over ``(batch, heads)`` without copying ``right``.
+
+    Keys and values are head views of ``(batch, length, heads, head_dim)`` rows, whose batch and head dims cannot be
+    merged; ``torch.matmul`` would then copy all of ``right``, so such products run one batch element at a time.
+    """
+    if right.shape[0] == 1 or right.stride(0) == right.shape[1] * right.stride(1):
+        return torch.matmul(left, right)
+    return torch.stack([torch.matmul(left[index], right[index]) for index in range(right.shape[0])])
 
 
 def block_size_for(window: int, block_size: int | None = None) -> int:
@@ -59,7 +92,8 @@ def window_bias(
 
     Returns:
         ``(batch * blocks, 1, block, globals + block + 2 * window)``: 0 where allowed, the dtype's most negative
-        value elsewhere (rows with nothing to attend to average their keys instead of turning into NaN).
+        value elsewhere. Every row sees at least its own position (padding rows included), so no row is left
+        without keys and nothing turns into NaN, whatever the pattern and the dtype.
     """
     batch, length = doc_mask.shape
     if length % block:
@@ -69,7 +103,7 @@ def window_bias(
     column = torch.arange(width, device=doc_mask.device)[None, :]
     in_band = (column >= row) & (column <= row + 2 * window)
     key_mask = F.pad(doc_mask, (window, window)).unfold(1, width, block)
-    allowed = in_band & key_mask[:, :, None, :]
+    allowed = (in_band & key_mask[:, :, None, :]) | (column == row + window)  # padding rows see themselves
     blocks = length // block
     if global_mask is not None:
         allowed = torch.cat([global_mask[:, None, None, :].expand(batch, blocks, block, -1), allowed], dim=-1)

@@ -49,8 +49,9 @@ class SparseCrossEncoder(CrossEncoder):
         row_chunk: Document tokens processed at once inside a layer (``None``: whole batches); bounds peak memory.
         batch_size: The most pairs in one forward pass.
         token_budget: The most tokens (padding included) in one forward pass.
-        query_length: The most tokens kept of a query.
-        doc_length: The most tokens kept of a document (``None``: whatever ``max_length`` leaves).
+        query_length: The most tokens kept of a query (``None``: the length the model was trained with, or 64).
+        doc_length: The most tokens kept of a document (``None``: the length the model was trained with, or
+            whatever ``max_length`` leaves).
         max_length: The most tokens of a pair, special tokens included (``None``: the model's limit).
         device: ``"cpu"``, ``"cuda"``... (``None``: CUDA when present).
         dtype: The compute dtype (``None``: float32 on CPU, bfloat16 or float16 on CUDA).
@@ -70,10 +71,10 @@ class SparseCrossEncoder(CrossEncoder):
         kernel: str = "banded",
         block_size: int | None = None,
         extend_positions: bool = False,
-        row_chunk: int | None = 1024,
+        row_chunk: int | None = 512,
         batch_size: int = 64,
         token_budget: int = 16384,
-        query_length: int = 64,
+        query_length: int | None = None,
         doc_length: int | None = None,
         max_length: int | None = None,
         device: str | torch.device | None = None,
@@ -205,6 +206,7 @@ class SparseCrossEncoder(CrossEncoder):
             if rows is None:  # queries that see the document: encoded with each batch
                 batch_rows, pair_query = np.unique(encoded.pair_query[batch], return_inverse=True)
                 queries_in = query_tokens(encoded, batch_rows, self._layout)
+                stats.padded_tokens += len(batch) * queries_in.ids.shape[1]
             else:
                 if rows is not encoded_rows:
                     queries_in = query_tokens(encoded, rows, self._layout)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -49,7 +48,8 @@ class SparseCrossEncoderModel(nn.Module):
 
     Calling the module like the Hugging Face model (``input_ids``, ``attention_mask``, ``token_type_ids``) returns a
     ``SequenceClassifierOutput`` whose ``logits`` support gradients, so a training loop that calls
-    ``model(**inputs).logits`` can train it as it is.
+    ``model(**inputs).logits`` can train it as it is; the trained weights are those of ``.model``, saved as the
+    ordinary Hugging Face checkpoint they are (the pattern is chosen again when loading).
 
     Args:
         model: A ``BertForSequenceClassification`` or ``ElectraForSequenceClassification`` (absolute positions).
@@ -69,7 +69,7 @@ class SparseCrossEncoderModel(nn.Module):
         *,
         kernel: str = "banded",
         block_size: int | None = None,
-        row_chunk: int | None = 1024,
+        row_chunk: int | None = 512,
     ):
         super().__init__()
         if kernel not in KERNELS:
@@ -84,7 +84,7 @@ class SparseCrossEncoderModel(nn.Module):
         self.kernel = kernel
         self.block_size = block_size
         self.row_chunk = row_chunk
-        self.train(model.training)
+        self.train(model.training)  # nn.Module starts in training mode; keep the wrapped model's mode
 
     @property
     def config(self):
@@ -94,10 +94,6 @@ class SparseCrossEncoderModel(nn.Module):
     def extra_repr(self) -> str:
         """The pattern and kernel, shown by ``repr``."""
         return f"pattern={self.pattern}, kernel={self.kernel!r}"
-
-    def save_pretrained(self, directory: str | os.PathLike, **kwargs) -> None:
-        """Saves the weights as the ordinary Hugging Face checkpoint they are (the pattern is chosen at load time)."""
-        self.model.save_pretrained(directory, **kwargs)
 
     def forward(
         self,
@@ -189,10 +185,11 @@ class SparseCrossEncoderModel(nn.Module):
                     own_query = finish_layer(layer, own_query, query_context, chunk=None)
                 doc_states = doc_layer(layer, doc_states, doc_kv, cls_kv, query_kv, buffers)
             cls_states = finish_layer(layer, cls_states, cls_context, chunk=None)
+            del doc_kv, buffers, seen  # free this layer's document keys and values before the next layer's are made
         return parts.head(cls_states)
 
     def _attention_dropout(self, parts: Backbone) -> float:
-        return parts.attention_dropout if self.training else 0.0
+        return parts.attention_dropout if self.model.training else 0.0  # follows model.train() / model.eval()
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
