@@ -88,7 +88,7 @@ def throughput(args, queries, texts, layers: int, threads: int, directory: Path)
     checkpoint = build_checkpoint(directory / f"l{layers}", layers)
     options = {"max_length": args.max_length, "batch_size": args.batch_size, "warn_truncation": False}
     full = pts.CrossEncoder(checkpoint, **options)
-    int8 = pts.CrossEncoder((quantize_for_cpu(full.model, "int8"), full.tokenizer), **options)
+    int8 = pts.CrossEncoder(checkpoint, precision="int8", **options)
     reference = ReferenceCrossEncoder(str(checkpoint), max_length=args.max_length, activation_fn=torch.nn.Identity())
     runners = {
         "sentence-transformers CrossEncoder (float32)": lambda q, t: reference.predict(
@@ -130,7 +130,7 @@ def agreement(args, index_dir: Path) -> list[str]:
     candidates = (bm25(dataset, index_dir, num_results=args.depth) >> pts.TextLoader(dataset))(topics)
     if args.agreement_model:
         full = pts.CrossEncoder(args.agreement_model, warn_truncation=False)
-        int8 = pts.CrossEncoder((quantize_for_cpu(full.model, "int8"), full.tokenizer), warn_truncation=False)
+        int8 = pts.CrossEncoder(args.agreement_model, precision="int8", warn_truncation=False)
         scorers, label = {"float32": full, "int8": int8}, f"cross-encoder {args.agreement_model}"
     else:
         from pyterrier_shallow.dense import BiEncoder

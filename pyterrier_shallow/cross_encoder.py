@@ -17,6 +17,7 @@ from pyterrier_shallow._batching import length_sorted_batches
 from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts, with_scores
 from pyterrier_shallow._hf import choose_device, choose_dtype, default_cross_encoder_path, load_pretrained
 from pyterrier_shallow._pair_tokenizer import PairTokenizer
+from pyterrier_shallow._quantize import PRECISIONS, quantize_for_cpu
 
 DEFAULT_QUERY_LENGTH = 64
 TRAINING_CARD = "training_card.json"
@@ -70,6 +71,7 @@ class CrossEncoder(pt.Transformer):
         max_length: The most tokens of a pair, special tokens included (``None``: the model's limit).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (``None``: CUDA when present).
         dtype: The compute dtype (``None``: float32 on CPU, bfloat16 or float16 on CUDA).
+        precision: ``"float32"``, or ``"int8"`` for dynamic int8 quantisation of the encoder's linear layers on CPU.
         text_field: The column that holds the document text.
         warn_truncation: Warn, with counts, when queries or documents were truncated.
         verbose: Show a progress bar over batches.
@@ -88,12 +90,15 @@ class CrossEncoder(pt.Transformer):
         max_length: int | None = None,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        precision: str = "float32",
         text_field: str = "text",
         warn_truncation: bool = True,
         verbose: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.source = default_cross_encoder_path() if model is None else model
         self.batch_size = batch_size
         self.token_budget = token_budget
@@ -103,6 +108,7 @@ class CrossEncoder(pt.Transformer):
         self.max_length = max_length
         self.device = choose_device(device)
         self.dtype = choose_dtype(self.device, dtype)
+        self.precision = precision
         self.text_field = text_field
         self.warn_truncation = warn_truncation
         self.verbose = verbose
@@ -116,7 +122,7 @@ class CrossEncoder(pt.Transformer):
 
     def __repr__(self) -> str:
         source = type(self._model).__name__ if isinstance(self.source, tuple) else str(self.source)
-        return f"CrossEncoder({source!r}, device={self.device.type!r})"
+        return f"CrossEncoder({source!r}, device={self.device.type!r}, precision={self.precision!r})"
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -146,6 +152,7 @@ class CrossEncoder(pt.Transformer):
         if num_labels not in (1, 2):
             raise ValueError(f"CrossEncoder needs a one- or two-logit classification head; this model has {num_labels}")
         self._model.to(device=self.device, dtype=self.dtype).eval()
+        self._model = quantize_for_cpu(self._model, self.precision)
         model_limit = getattr(self._model.config, "max_position_embeddings", 512)
         tokenizer_limit = getattr(self._tokenizer, "model_max_length", model_limit) or model_limit
         max_length = self.max_length or min(model_limit, tokenizer_limit)
@@ -165,6 +172,11 @@ class CrossEncoder(pt.Transformer):
         require_texts(inp, self.text_field, who="CrossEncoder", allow_empty=True)
         scores = self.score_pairs(inp["query"].tolist(), inp[self.text_field].tolist())
         return with_scores(inp, scores)
+
+    def pair_lengths(self, queries: list[str], texts: list[str]) -> np.ndarray:
+        """Returns the length in tokens of each pair as scored (truncated, special tokens included)."""
+        self.model  # noqa: B018 - the pair tokenizer is built with the model
+        return self._pairs.encode(queries, texts).lengths
 
     @torch.inference_mode()
     def score_pairs(self, queries: list[str], texts: list[str]) -> np.ndarray:

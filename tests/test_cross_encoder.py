@@ -193,3 +193,25 @@ def test_lengths_default_to_those_of_training(shallow_checkpoint, tmp_path, nfco
     assert (scorer.query_length, scorer.doc_length) == (16, 40)
     assert scorer.last_stats.tokens <= 4 * (16 + 40 + 3)
     assert pts.CrossEncoder(trained, doc_length=100).doc_length == 100
+
+
+def test_int8_precision_quantises_and_stays_close_to_float32(shallow_checkpoint, scorer, nfcorpus_pairs):
+    from pyterrier_shallow._quantize import quantized_linear_count
+
+    int8 = pts.CrossEncoder(shallow_checkpoint, max_length=256, precision="int8", warn_truncation=False)
+    ours = int8(nfcorpus_pairs)["score"].to_numpy()
+    assert quantized_linear_count(int8.model) > 0
+    reference = scorer(nfcorpus_pairs)["score"].to_numpy()
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, reference, atol=0.02)
+
+
+def test_unknown_precision_is_rejected(shallow_checkpoint):
+    with pytest.raises(ValueError, match="precision"):
+        pts.CrossEncoder(shallow_checkpoint, precision="fp8")
+
+
+def test_pair_lengths_are_those_scored(scorer, nfcorpus_pairs):
+    lengths = scorer.pair_lengths(nfcorpus_pairs["query"].tolist(), nfcorpus_pairs["text"].tolist())
+    scorer(nfcorpus_pairs)
+    assert int(lengths.sum()) == scorer.last_stats.tokens

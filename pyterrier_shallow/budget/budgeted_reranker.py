@@ -31,8 +31,8 @@ class BudgetedReranker(pt.Transformer):
         pipeline = bm25 % 1000 >> TextLoader(dataset) >> BudgetedReranker(CrossEncoder("./model"), budget_ms=50)
 
     Args:
-        reranker: A :class:`~pyterrier_shallow.CrossEncoder` (or subclass): it must have ``score_pairs`` and a pair
-            tokenizer.
+        reranker: A :class:`~pyterrier_shallow.CrossEncoder` (or subclass): it must have ``score_pairs`` and
+            ``pair_lengths``.
         budget_ms: The time allowed to this stage per query, in milliseconds.
         cost_model: The scoring-time model to start from (``None``: calibrate on the first query).
         adapt: Update the per-token cost and the time outside scoring after every query.
@@ -62,9 +62,9 @@ class BudgetedReranker(pt.Transformer):
         text_field: str = "text",
         verbose: bool = False,
     ):
-        if not callable(getattr(reranker, "score_pairs", None)) or not hasattr(reranker, "model"):
+        if not all(callable(getattr(reranker, name, None)) for name in ("score_pairs", "pair_lengths")):
             raise TypeError(
-                f"BudgetedReranker needs a CrossEncoder (with score_pairs and a pair tokenizer), got "
+                f"BudgetedReranker needs a CrossEncoder (with score_pairs and pair_lengths), got "
                 f"{type(reranker).__name__}"
             )
         if not budget_ms > 0:
@@ -97,8 +97,7 @@ class BudgetedReranker(pt.Transformer):
 
     def pair_lengths(self, queries: list[str], texts: list[str]) -> np.ndarray:
         """Returns the exact length in tokens of each (query, text) pair, as the reranker will score it."""
-        self.reranker.model  # noqa: B018 - loads the model and its pair tokenizer
-        return np.asarray(self.reranker._pairs.encode(queries, texts).lengths, dtype=np.int64)
+        return np.asarray(self.reranker.pair_lengths(queries, texts), dtype=np.int64)
 
     def depth_for(self, lengths: np.ndarray, budget_ms: float) -> int:
         """Returns how many leading candidates, of the given pair lengths, to rerank within ``budget_ms``."""

@@ -40,7 +40,6 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     import torch
 
     from pyterrier_shallow import datasets
-    from pyterrier_shallow._quantize import quantize_for_cpu
     from pyterrier_shallow.bm25 import bm25
     from pyterrier_shallow.budget.plot import plot_tradeoff
     from pyterrier_shallow.budget.sweep import depth_grid, sweep
@@ -61,10 +60,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     first_stage = bm25(collection, index_dir, num_results=max(depths), verbose=not args.quiet)
     rerankers = {}
     for name, path in _named_models(args.models).items():
-        ce = CrossEncoder(path, warn_truncation=False)
-        if args.precision != "float32":
-            ce = CrossEncoder((quantize_for_cpu(ce.model, args.precision), ce.tokenizer), warn_truncation=False)
-        rerankers[name] = ce
+        rerankers[name] = CrossEncoder(path, precision=args.precision, warn_truncation=False)
     result = sweep(
         first_stage,
         rerankers,
