@@ -73,7 +73,7 @@ def test_scores_for_distillation_and_caches(candidates, teacher, tmp_path):
     again = score_with_teacher(teacher, candidates, cache_dir=tmp_path)
     np.testing.assert_array_equal(scored["teacher_score"].to_numpy(), again["teacher_score"].to_numpy())
     assert len(list(tmp_path.iterdir())) == 1
-    assert "0x" not in repr(teacher)
+    assert "0x" not in repr(teacher) and "doc_length=96" in repr(teacher)  # lengths key the cache
 
 
 def test_empty_frame_and_bad_input(candidates, teacher):

@@ -107,6 +107,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                              "all-MiniLM-L6-v2's cosine, per-query z-scores)")
     distil.add_argument("--teacher-weight", type=float, default=2.0,
                         help="hybrid teacher: the weight of the dense side; BM25 weighs 1 (default: 2)")
+    distil.add_argument("--teacher-doc-length", type=int, default=None,
+                        help="tokens of a text the teacher reads (default: --doc-length)")
     distil.add_argument("--distill", action="append", type=parse_data_spec, default=[],
                         help="NAME[:SPLIT][@WEIGHT] whose BM25 candidates the teacher scores (repeatable)")
     distil.add_argument("--distill-depth", type=int, default=50, help="candidates scored per query (default: 50)")
@@ -267,12 +269,13 @@ def _teacher(args: argparse.Namespace):
         from ..dense import BiEncoder
         from .teacher import HybridTeacher
 
-        dense = BiEncoder(query_length=args.query_length, doc_length=args.doc_length, device=args.device,
-                          warn_truncation=False)
+        dense = BiEncoder(query_length=args.query_length, doc_length=args.teacher_doc_length or args.doc_length,
+                          device=args.device, warn_truncation=False)
         return HybridTeacher(dense, dense_weight=args.teacher_weight, verbose=not args.quiet)
     from ..cross_encoder import CrossEncoder
 
-    return CrossEncoder(args.teacher, query_length=args.query_length, doc_length=args.doc_length,
+    return CrossEncoder(args.teacher, query_length=args.query_length,
+                        doc_length=args.teacher_doc_length or args.doc_length,
                         device=args.device, warn_truncation=False, verbose=not args.quiet)
 
 

@@ -66,7 +66,9 @@ class HybridTeacher(pt.Transformer):
         self._doc_vectors: dict[str, np.ndarray] = {}
 
     def __repr__(self) -> str:
-        return (f"HybridTeacher({self.dense!r}, dense_weight={self.dense_weight}, "
+        lengths = f"query_length={getattr(self.dense, 'query_length', None)}, " \
+                  f"doc_length={getattr(self.dense, 'doc_length', None)}"
+        return (f"HybridTeacher({self.dense!r}, {lengths}, dense_weight={self.dense_weight}, "
                 f"first_stage_column={self.first_stage_column!r})")
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
