@@ -145,7 +145,7 @@ def test_ivfpq_needs_enough_training_documents(encoded, tmp_path):
     assert not (tmp_path / "small").exists()
 
 
-def test_indexer_streams_in_chunks(model, corpus, tmp_path):
+def test_indexer_streams_in_chunks(model, corpus, tmp_path, capsys):
     sizes, read_ahead = [], []
 
     class RecordingBiEncoder(dense.BiEncoder):
@@ -161,8 +161,10 @@ def test_indexer_streams_in_chunks(model, corpus, tmp_path):
             pulled.append(doc["docno"])
             yield doc
 
-    dense.FaissIndex(tmp_path / "x").indexer(RecordingBiEncoder(), chunk_size=50, verbose=False).index(stream())
+    indexer = dense.FaissIndex(tmp_path / "x").indexer(RecordingBiEncoder(batch_size=8), chunk_size=50, verbose=True)
+    indexer.index(stream())
     assert sizes == [50, 50, 20]
+    assert "120doc" in capsys.readouterr().err  # the progress bar counts encoded documents
     assert read_ahead == [50, 100, 120]  # one chunk is read at a time
 
 
@@ -279,6 +281,17 @@ def test_search_options_per_type(approximate, topics, query_vectors):
     assert len(wide) == 150 and len(narrow) <= 150
     hnsw = approximate["hnsw"].retriever(ef_search=16, num_results=200)(frame)
     assert len(hnsw) == 600  # ef_search is raised to num_results
+
+
+def test_single_threaded_search(flat, model, topics):
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    expected = flat.retriever(model, num_results=10)(topics.head(3))
+    pd.testing.assert_frame_equal(flat.retriever(model, num_results=10, threads=1)(topics.head(3)), expected)
+    assert faiss.omp_get_max_threads() == threads  # restored after the search
+    with pytest.raises(ValueError, match="threads"):
+        flat.retriever(model, threads=0)
 
 
 def test_empty_query_frame(flat, model):

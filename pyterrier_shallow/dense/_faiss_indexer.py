@@ -36,7 +36,7 @@ class FaissIndexer(pt.Indexer):
         encoder: BiEncoder | None,
         spec: IndexSpec,
         *,
-        chunk_size: int = 8192,
+        chunk_size: int = 4096,
         overwrite: bool = False,
         verbose: bool = True,
     ):
@@ -89,7 +89,7 @@ class FaissIndexer(pt.Indexer):
             pt.tqdm(total=total, desc="Indexing", unit="doc", disable=not self.verbose) as progress,
         ):
             for chunk in _chunks(corpus_iter, self.chunk_size):
-                docnos, vectors, chunk_truncated = self._encode_chunk(chunk, offset=count)
+                docnos, vectors, chunk_truncated = self._encode_chunk(chunk, offset=count, progress=progress.update)
                 truncated += chunk_truncated
                 docnos_out.write("".join(docno + "\n" for docno in docnos))
                 count += len(docnos)
@@ -101,7 +101,8 @@ class FaissIndexer(pt.Indexer):
                         index, spec = self._train_and_flush(pending)
                 else:
                     _add(index, vectors)
-                progress.update(len(docnos))
+                if self.encoder is None:
+                    progress.update(len(docnos))
         if count == 0:
             raise ValueError("the corpus is empty: there is nothing to index")
         if index is None:
@@ -130,7 +131,7 @@ class FaissIndexer(pt.Indexer):
             "faiss_version": faiss.__version__,
         }
 
-    def _encode_chunk(self, chunk: list[dict], *, offset: int) -> tuple[list[str], np.ndarray, int]:
+    def _encode_chunk(self, chunk: list[dict], *, offset: int, progress) -> tuple[list[str], np.ndarray, int]:
         """Checks a chunk and returns its docnos, vectors and how many of its texts were truncated."""
         if self.encoder is None:
             docnos, _ = _check_chunk(chunk, None, offset=offset)
@@ -141,7 +142,7 @@ class FaissIndexer(pt.Indexer):
         docnos, texts = _check_chunk(chunk, self.encoder.text_field, offset=offset)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # truncations are counted and reported once, at the end
-            vectors = self.encoder.encode_docs(texts, verbose=False)
+            vectors = self.encoder.encode_docs(texts, verbose=False, progress=progress)
         return docnos, vectors, self.encoder.last_stats.truncated
 
     def _train_and_flush(self, pending: list[np.ndarray]) -> tuple[faiss.Index, IndexSpec]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
+import faiss
 import numpy as np
 import pandas as pd
 import pyterrier as pt
@@ -36,8 +39,11 @@ class FaissRetriever(pt.Transformer):
         ef_search: int | None = None,
         nprobe: int | None = None,
         query_batch_size: int = 1024,
+        threads: int | None = None,
         verbose: bool = False,
     ):
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         if num_results < 1:
             raise ValueError(f"num_results must be at least 1, got {num_results}")
         if query_batch_size < 1:
@@ -48,6 +54,7 @@ class FaissRetriever(pt.Transformer):
         self.ef_search = ef_search
         self.nprobe = nprobe
         self.query_batch_size = query_batch_size
+        self.threads = threads
         self.verbose = verbose
         check_search_options(index.meta["index_type"], ef_search=ef_search, nprobe=nprobe)
 
@@ -100,9 +107,10 @@ class FaissRetriever(pt.Transformer):
         scores = np.empty((len(vectors), k), dtype=np.float32)
         ids = np.empty((len(vectors), k), dtype=np.int64)
         starts = range(0, len(vectors), self.query_batch_size)
-        for start in pt.tqdm(starts, desc="FaissRetriever", unit="batch", disable=not self.verbose):
-            stop = start + self.query_batch_size
-            scores[start:stop], ids[start:stop] = index.search(vectors[start:stop], k, params=params)
+        with _faiss_threads(self.threads):
+            for start in pt.tqdm(starts, desc="FaissRetriever", unit="batch", disable=not self.verbose):
+                stop = start + self.query_batch_size
+                scores[start:stop], ids[start:stop] = index.search(vectors[start:stop], k, params=params)
         return scores, ids
 
     def _results(self, inp: pd.DataFrame, scores: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
@@ -116,6 +124,20 @@ class FaissRetriever(pt.Transformer):
         out["score"] = scores[found].astype(np.float32)
         out["rank"] = ranks.astype(np.int64)
         return out
+
+
+@contextlib.contextmanager
+def _faiss_threads(threads: int | None) -> Iterator[None]:
+    """Sets FAISS's OpenMP thread count for the duration of a search (``None``: leaves it alone)."""
+    if threads is None:
+        yield
+        return
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 def _empty_results(inp: pd.DataFrame) -> pd.DataFrame:

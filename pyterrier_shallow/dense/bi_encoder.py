@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,12 +169,22 @@ class BiEncoder:
         """Encodes query texts into a float32 array of shape ``(len(texts), dimension)``."""
         return self._encode(texts, "query", verbose=self.verbose if verbose is None else verbose)
 
-    def encode_docs(self, texts: Sequence[str], *, verbose: bool | None = None) -> np.ndarray:
-        """Encodes document texts into a float32 array of shape ``(len(texts), dimension)``."""
-        return self._encode(texts, "doc", verbose=self.verbose if verbose is None else verbose)
+    def encode_docs(
+        self, texts: Sequence[str], *, verbose: bool | None = None, progress: Callable[[int], object] | None = None
+    ) -> np.ndarray:
+        """Encodes document texts into a float32 array of shape ``(len(texts), dimension)``.
+
+        Args:
+            texts: The documents.
+            verbose: Show a progress bar over batches (``None``: the model's setting).
+            progress: Called with the number of texts of each batch once it is encoded (e.g. ``tqdm.update``).
+        """
+        return self._encode(texts, "doc", verbose=self.verbose if verbose is None else verbose, progress=progress)
 
     @torch.inference_mode()
-    def _encode(self, texts: Sequence[str], kind: str, *, verbose: bool) -> np.ndarray:
+    def _encode(
+        self, texts: Sequence[str], kind: str, *, verbose: bool, progress: Callable[[int], object] | None = None
+    ) -> np.ndarray:
         if len(texts) == 0:
             self.last_stats = EncodingStats()
             return np.empty((0, self.dimension), dtype=np.float32)
@@ -201,6 +211,8 @@ class BiEncoder:
             if self.normalize:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
             vectors[batch] = pooled.cpu().numpy()
+            if progress is not None:
+                progress(len(batch))
         self.last_stats = stats
         self._report_truncation(stats, kind)
         return vectors
