@@ -23,6 +23,7 @@ from .losses import (
 from .model_init import head_parameter_names, init_cross_encoder, load_cross_encoder
 from .negatives import NegativePool, positives_by_query
 from .pseudo_queries import pseudo_queries, pseudo_query_source
+from .teacher import HybridTeacher, per_query_zscores
 from .validation import RerankValidation, first_stage_candidates
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "BCELoss",
     "DistillationSource",
     "GBCELoss",
+    "HybridTeacher",
     "GroupLoss",
     "MarginMSELoss",
     "MixedSource",
@@ -55,6 +57,7 @@ __all__ = [
     "make_loss",
     "margin_mse_loss",
     "positives_by_query",
+    "per_query_zscores",
     "pseudo_queries",
     "pseudo_query_source",
     "render_readme",
