@@ -135,7 +135,7 @@ def test_ivfpq_is_trained_on_a_sample(encoded, tmp_path):
     with pytest.warns(UserWarning, match="IVF-PQ trained on 300 documents; FAISS advises at least 9984"):
         built = index.index(encoded)
     options = built.meta["index_options"]
-    assert options["train_size"] == 300 and options["nlist"] == 300 // 39 and options["pq_m"] == 48
+    assert options["train_size"] == 300 and options["nlist"] == 300 // 39 and options["pq_m"] == 96
     assert built.faiss_index().is_trained and built.faiss_index().ntotal == NUM_DOCS
 
 

@@ -28,7 +28,7 @@ class IndexSpec:
         nlist: IVF-PQ: the number of inverted lists (``None``: about ``4 * sqrt(n)`` for the training sample of
             ``n`` documents, with at least 39 training points a list).
         pq_m: IVF-PQ: sub-quantisers, i.e. bytes a document at 8 bits (``None``: the largest divisor of the
-            dimension up to ``dimension / 8``).
+            dimension up to ``dimension / 4``, i.e. 96 for 384 dimensions).
         pq_nbits: IVF-PQ: bits per sub-quantiser code.
         train_size: IVF-PQ: how many documents (the first ones of the corpus) train the quantisers.
     """
@@ -80,7 +80,7 @@ def train_index(spec: IndexSpec, sample: np.ndarray) -> tuple[faiss.Index, Index
         ValueError: When the sample is too small for the quantisers, or ``pq_m`` does not divide the dimension.
     """
     count, dimension = sample.shape
-    pq_m = spec.pq_m or max(m for m in range(1, max(1, dimension // 8) + 1) if dimension % m == 0)
+    pq_m = spec.pq_m or max(m for m in range(1, max(1, dimension // 4) + 1) if dimension % m == 0)
     if dimension % pq_m:
         raise ValueError(f"pq_m={pq_m} must divide the vector dimension {dimension}")
     nlist = spec.nlist or max(1, min(round(4 * math.sqrt(count)), count // 39))

@@ -156,7 +156,7 @@ class FaissIndex(pt.Artifact):
             hnsw_m: HNSW: links a node (memory grows by about ``8 * hnsw_m`` bytes a document).
             ef_construction: HNSW: candidate list while building.
             nlist: IVF-PQ: inverted lists (``None``: about ``4 * sqrt(train sample)``).
-            pq_m: IVF-PQ: bytes a document at 8 bits (``None``: up to ``dimension / 8``).
+            pq_m: IVF-PQ: bytes a document at 8 bits (``None``: up to ``dimension / 4``).
             pq_nbits: IVF-PQ: bits a sub-quantiser code.
             train_size: IVF-PQ: training sample (the first documents of the corpus).
         """
