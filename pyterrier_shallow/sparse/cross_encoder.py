@@ -17,7 +17,7 @@ from pyterrier_shallow.sparse.model import KERNELS, SparseCrossEncoderModel
 from pyterrier_shallow.sparse.pattern import AttentionPattern
 from pyterrier_shallow.sparse.positions import extend_position_embeddings
 
-_QUERY_CHUNK = 64
+_QUERY_CHUNK = 16
 """Distinct queries whose per-layer keys and values are held at once."""
 
 
