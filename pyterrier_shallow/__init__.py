@@ -4,16 +4,19 @@ from pyterrier_shallow import datasets, train
 from pyterrier_shallow.bm25 import bm25_index
 from pyterrier_shallow.cross_encoder import CrossEncoder, ScoringStats
 from pyterrier_shallow.dense import BiEncoder, FaissIndex, ScoreFusion
+from pyterrier_shallow.sparse import AttentionPattern, SparseCrossEncoder
 from pyterrier_shallow.text_loader import TextLoader
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionPattern",
     "BiEncoder",
     "CrossEncoder",
     "FaissIndex",
     "ScoreFusion",
     "ScoringStats",
+    "SparseCrossEncoder",
     "TextLoader",
     "__version__",
     "bm25_index",

@@ -164,12 +164,13 @@ class CrossEncoder(pt.Transformer):
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         """Scores every row of ``inp`` and returns it with float32 ``score`` and a fresh ``rank``."""
-        require_columns(inp, ["qid", "docno", "query", self.text_field], who="CrossEncoder")
+        who = type(self).__name__
+        require_columns(inp, ["qid", "docno", "query", self.text_field], who=who)
         if len(inp) == 0:
             return with_scores(inp, np.empty(0, dtype=np.float32))
-        require_str_ids(inp, who="CrossEncoder")
-        require_texts(inp, "query", who="CrossEncoder", allow_empty=False)
-        require_texts(inp, self.text_field, who="CrossEncoder", allow_empty=True)
+        require_str_ids(inp, who=who)
+        require_texts(inp, "query", who=who, allow_empty=False)
+        require_texts(inp, self.text_field, who=who, allow_empty=True)
         scores = self.score_pairs(inp["query"].tolist(), inp[self.text_field].tolist())
         return with_scores(inp, scores)
 
@@ -194,7 +195,7 @@ class CrossEncoder(pt.Transformer):
             tokens=int(encoded.lengths.sum()),
         )
         scores = np.empty(len(queries), dtype=np.float32)
-        for batch in pt.tqdm(batches, desc="CrossEncoder", unit="batch", disable=not self.verbose):
+        for batch in pt.tqdm(batches, desc=type(self).__name__, unit="batch", disable=not self.verbose):
             inputs = self._pairs.collate(encoded, batch)
             stats.padded_tokens += inputs["input_ids"].numel()
             inputs = {name: tensor.to(self.device) for name, tensor in inputs.items()}
@@ -210,7 +211,7 @@ class CrossEncoder(pt.Transformer):
             return
         pairs = self._pairs
         warnings.warn(
-            f"CrossEncoder truncated {stats.truncated_docs} of {stats.pairs} documents "
+            f"{type(self).__name__} truncated {stats.truncated_docs} of {stats.pairs} documents "
             f"(max_length={pairs.max_length}, doc_length={pairs.doc_length}) and {stats.truncated_queries} queries "
             f"(query_length={pairs.query_length}); pass warn_truncation=False to silence this.",
             stacklevel=3,
