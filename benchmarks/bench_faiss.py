@@ -248,7 +248,7 @@ def project(measured: pd.DataFrame, tokens_per_second: float, ivfpq_costs: dict)
             latency = ms_a_doc * nlist + scan_ms
             basis = (
                 f"nlist = 4 sqrt(n) = {nlist}: k-means on {39 * nlist:,} vectors "
-                f"({costs['coarse_train_s'] / 3600:.1f} h), PQ training ({costs['pq_train_s'] / 60:.0f} min), adding "
+                f"({costs['coarse_train_s'] / 3600:.1f} h), PQ training ({costs['pq_train_s']:.0f} s), adding "
                 f"{1000 * add_s:.2f} ms a vector; latency = {nlist} centroids + nprobe n / nlist codes"
             )
         print(f"| {label} | {largest['search']} | {size_gb:.1f} GB | {build_h:.1f} h | {latency:.1f} ms | {basis} |")

@@ -60,7 +60,8 @@ class BiEncoder:
         max_length: The default for both lengths (``None``: the checkpoint's ``max_seq_length``, else the model's
             position limit).
         batch_size: The most texts in one forward pass.
-        token_budget: The most tokens (padding included) in one forward pass; bounds memory on long texts.
+        token_budget: The most tokens (padding included) in one forward pass (``None``: 1024 on CPU, where small
+            batches keep activations in cache and run faster; 16384 on GPUs).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (``None``: CUDA when present).
         dtype: The compute dtype (``None``: float32 on CPU, bfloat16 or float16 on CUDA). Vectors are float32.
         text_field: The column that holds document text.
@@ -78,7 +79,7 @@ class BiEncoder:
         doc_length: int | None = None,
         max_length: int | None = None,
         batch_size: int = 64,
-        token_budget: int = 16384,
+        token_budget: int | None = None,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         text_field: str = "text",
@@ -98,8 +99,8 @@ class BiEncoder:
         self._lengths = {"query": query_length, "doc": doc_length, "max": max_length}
         self.query_length, self.doc_length = query_length, doc_length  # resolved when the model loads
         self.batch_size = batch_size
-        self.token_budget = token_budget
         self.device = choose_device(device)
+        self.token_budget = token_budget or (1024 if self.device.type == "cpu" else 16384)
         self.dtype = choose_dtype(self.device, dtype)
         self.text_field = text_field
         self.warn_truncation = warn_truncation
