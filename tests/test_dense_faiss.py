@@ -201,6 +201,16 @@ def test_dimension_mismatch_is_explained(flat, tmp_path, topics):
         flat.retriever()(topics.head(1).assign(query_vec=[np.ones(3, dtype=np.float32)]))
 
 
+def test_another_model_of_the_same_size_is_warned_about(flat, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from pyterrier_shallow._hf import minilm_path
+
+    SentenceTransformer(str(minilm_path()), device="cpu").save(str(tmp_path / "copy"))
+    with pytest.warns(UserWarning, match="was built with 'sentence-transformers/all-MiniLM-L6-v2' but is queried"):
+        flat.retriever(dense.BiEncoder(tmp_path / "copy"))
+
+
 def test_missing_and_half_written_indexes(tmp_path, model):
     with pytest.raises(FileNotFoundError, match="no FaissIndex"):
         dense.FaissIndex(tmp_path / "nothing").retriever(model)
@@ -227,7 +237,10 @@ def test_existing_index_is_kept_unless_overwritten(encoded, tmp_path):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         dense.FaissIndex(path).indexer(verbose=False).index(encoded[:50])
     assert len(dense.FaissIndex(path)) == 40
-    assert len(dense.FaissIndex(path).indexer(overwrite=True, verbose=False).index(encoded[:50])) == 50
+    existing = dense.FaissIndex(path)
+    assert len(existing) == 40
+    assert len(existing.indexer(overwrite=True, verbose=False).index(encoded[:50])) == 50
+    assert len(existing) == 50  # the object forgets the replaced index
     assert [p.name for p in tmp_path.iterdir()] == ["idx"]
 
 

@@ -77,6 +77,7 @@ class FaissIndexer(pt.Indexer):
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
+        self.target._forget()
         return FaissIndex(path)
 
     def _build(self, corpus_iter: Iterable[dict], directory: Path) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import faiss
@@ -118,12 +119,28 @@ class FaissIndex(pt.Artifact):
         return self._docnos
 
     def check_encoder(self, encoder: BiEncoder) -> None:
-        """Raises a ``ValueError`` when ``encoder`` makes vectors of another size than the indexed ones."""
+        """Checks that ``encoder`` can query this index.
+
+        Raises:
+            ValueError: When ``encoder`` makes vectors of another size than the indexed ones (it warns when it is
+                merely another model than the one that built the index).
+        """
+        built_with = self.meta.get("model")
         if encoder.dimension != self.dimension:
             raise ValueError(
                 f"{encoder!r} makes {encoder.dimension}-dimensional vectors, but {self!r} holds "
-                f"{self.dimension}-dimensional ones (built with {self.meta.get('model')!r}); query it with that model"
+                f"{self.dimension}-dimensional ones (built with {built_with!r}); query it with that model"
             )
+        if built_with is not None and built_with != encoder.name:
+            warnings.warn(
+                f"{self!r} was built with {built_with!r} but is queried with {encoder.name!r}; "
+                "scores are meaningful only when both sides come from the same model",
+                stacklevel=3,
+            )
+
+    def _forget(self) -> None:
+        """Drops what was read from disk, after the directory was replaced."""
+        self._meta = self._faiss = self._docnos = None
 
     def indexer(
         self,
