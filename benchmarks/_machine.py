@@ -20,4 +20,6 @@ def describe_machine() -> str:
     described = f"{cpu} ({os.cpu_count()} cores), torch {torch.__version__}, {torch.get_num_threads()} threads"
     if torch.cuda.is_available():
         described += f", GPU {torch.cuda.get_device_name(0)}"
+    if hasattr(os, "getloadavg"):
+        described += f", load average {os.getloadavg()[0]:.1f} (1 min)"
     return described

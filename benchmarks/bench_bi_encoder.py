@@ -68,7 +68,7 @@ def main() -> None:
 
     ours.encode_docs(texts)
     stats = ours.last_stats
-    print(f"machine: {describe_machine()}; shared with other jobs while measured, so figures are noisy")
+    print(f"machine: {describe_machine()}")
     print(
         f"{len(texts)} {args.collection} documents, {stats.tokens / stats.texts:.0f} tokens on average after "
         f"truncation to {ours.doc_length} ({stats.truncated} truncated); median of {args.repeats} alternating rounds"

@@ -71,7 +71,7 @@ def main() -> None:
         dataset = datasets.get(name)
         split = "test" if name == "nfcorpus" else None
         tables.append(run(name, dataset, split, model, args.work))
-    print(f"\nMachine: {describe_machine()} (shared with other jobs while measured)")
+    print(f"\nMachine: {describe_machine()}")
     print(markdown(pd.concat(tables, ignore_index=True)))
 
 

@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--skip-real", action="store_true", help="only the scale part and the projection")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {describe_machine()}; shared with other jobs while measured, so timings are noisy")
+    print(f"machine: {describe_machine()}")
     model = dense.BiEncoder(warn_truncation=False)
     if args.skip_real:
         source = dense.FaissIndex(args.work / "vaswani.faiss")

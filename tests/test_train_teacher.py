@@ -105,3 +105,30 @@ def test_train_command_distils_the_hybrid_teacher(shared_data, tmp_path):
     assert "--teacher hybrid --teacher-weight 1.5" in card["command"]
     assert card["data"]["name"] == "distil:cranfield"
     assert card["loss"]["name"] == "margin-mse"
+
+
+def test_train_command_distils_on_pseudo_queries(shared_data, tmp_path):
+    import json
+
+    from pyterrier_shallow.train.cli_args import main_train
+
+    out = tmp_path / "student"
+    argv = ["--out", str(out), "--distill", "pseudo-title:cranfield", "--max-pseudo-queries", "6",
+            "--teacher", "hybrid", "--distill-depth", "4", "--loss", "soft-label", "--negatives", "2",
+            "--queries-per-step", "1", "--steps", "1", "--warmup", "1", "--eval-every", "1", "--micro-batch", "8",
+            "--query-length", "16", "--doc-length", "32", "--layers", "1", "--data-root", str(shared_data),
+            "--index-dir", str(tmp_path / "cache"), "--device", "cpu", "--quiet"]
+    assert main_train(argv) == 0
+    card = json.loads((out / "training_card.json").read_text())
+    assert card["data"]["name"] == "distil:pseudo-title:cranfield"
+    assert card["data"]["queries"] == 6
+    assert card["data"]["candidates"] == 6 * 4
+
+
+def test_distillation_rejects_labelled_pairs(shared_data, tmp_path):
+    from pyterrier_shallow.train.cli_args import main_train
+
+    argv = ["--out", str(tmp_path / "student"), "--distill", "wikiqa:train", "--teacher", "hybrid",
+            "--data-root", str(shared_data), "--index-dir", str(tmp_path / "cache"), "--device", "cpu", "--quiet"]
+    with pytest.raises(ValueError, match="--distill takes topics or pseudo-queries"):
+        main_train(argv)

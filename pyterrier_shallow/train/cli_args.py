@@ -110,7 +110,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     distil.add_argument("--teacher-doc-length", type=int, default=None,
                         help="tokens of a text the teacher reads (default: --doc-length)")
     distil.add_argument("--distill", action="append", type=parse_data_spec, default=[],
-                        help="NAME[:SPLIT][@WEIGHT] whose BM25 candidates the teacher scores (repeatable)")
+                        help="[KIND:]NAME[:SPLIT][@WEIGHT] whose BM25 candidates the teacher scores (repeatable): a "
+                             "collection's topics, or pseudo-title: / pseudo-sentence: queries made from its documents")
     distil.add_argument("--distill-depth", type=int, default=50, help="candidates scored per query (default: 50)")
 
     opt = parser.add_argument_group("optimisation")
@@ -256,12 +257,35 @@ def _source(spec: DataSpec, args, collections: _Collections, held_out: set[str])
 
 
 def _distillation_source(spec: DataSpec, args, collections: _Collections, held_out: set[str], teacher):
-    topics, _ = collections.topics_qrels(spec)
-    topics = topics[~topics["qid"].isin(held_out)].reset_index(drop=True)
+    if spec.kind in ("pseudo-title", "pseudo-sentence"):
+        topics, first_stage, docs = _pseudo_distillation_input(spec, args, collections)
+    elif spec.kind == "ranking":
+        topics, _ = collections.topics_qrels(spec)
+        topics = topics[~topics["qid"].isin(held_out)].reset_index(drop=True)
+        first_stage, docs = collections.bm25(spec, args.distill_depth), collections.docs(spec)
+    else:
+        raise ValueError(f"--distill takes topics or pseudo-queries, not {spec.kind!r} data ({spec.label})")
     return DistillationSource.from_first_stage(
-        collections.bm25(spec, args.distill_depth), teacher, topics, collections.docs(spec), depth=args.distill_depth,
-        cache_dir=collections.index_dir / "teacher", name=f"distil:{spec.label}", verbose=collections.verbose,
+        first_stage, teacher, topics, docs, depth=args.distill_depth,
+        cache_dir=collections.index_dir / "teacher",
+        name=f"distil:{spec.label}" if spec.kind == "ranking" else f"distil:{spec.kind}:{spec.label}",
+        verbose=collections.verbose,
     )
+
+
+def _pseudo_distillation_input(spec: DataSpec, args, collections: _Collections):
+    """Pseudo-queries of a corpus, BM25 over the documents' bodies, and the bodies, for the teacher to score."""
+    from ..bm25 import bm25
+    from ._io import digest
+    from .pseudo_queries import pseudo_queries
+
+    mode = "title" if spec.kind == "pseudo-title" else "first_sentence"
+    topics, _, docs = pseudo_queries(corpus_iter(collections.dataset(spec.name), spec.split), mode=mode,
+                                     max_queries=args.max_pseudo_queries, seed=args.seed)
+    folder = collections.index_dir / "pseudo" / f"bodies-{digest(sorted(docs.items()))}"
+    retriever = bm25([{"docno": docno, "text": body} for docno, body in docs.items()], folder,
+                     num_results=args.distill_depth, fields=("text",), verbose=collections.verbose)
+    return topics, retriever, docs
 
 
 def _teacher(args: argparse.Namespace):
