@@ -4,6 +4,7 @@ from pyterrier_shallow import datasets, train
 from pyterrier_shallow.bm25 import bm25_index
 from pyterrier_shallow.cross_encoder import CrossEncoder, ScoringStats
 from pyterrier_shallow.dense import BiEncoder, FaissIndex, ScoreFusion
+from pyterrier_shallow.poly import PolyEncoder
 from pyterrier_shallow.sparse import AttentionPattern, SparseCrossEncoder
 from pyterrier_shallow.text_loader import TextLoader
 
@@ -14,6 +15,7 @@ __all__ = [
     "BiEncoder",
     "CrossEncoder",
     "FaissIndex",
+    "PolyEncoder",
     "ScoreFusion",
     "ScoringStats",
     "SparseCrossEncoder",

@@ -189,6 +189,46 @@ class BiEncoder:
         if len(texts) == 0:
             self.last_stats = EncodingStats()
             return np.empty((0, self.dimension), dtype=np.float32)
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for batch, hidden, mask in self._forward_batches(texts, kind, verbose=verbose):
+            pooled = pool(hidden, mask, self.pooling).float()
+            if self.normalize:
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            vectors[batch] = pooled.cpu().numpy()
+            if progress is not None:
+                progress(len(batch))
+        return vectors
+
+    @torch.inference_mode()
+    def encode_tokens(
+        self, texts: Sequence[str], kind: str = "query", *, verbose: bool | None = None
+    ) -> list[np.ndarray]:
+        """Returns the last layer's output of every token of each text (special tokens included), unpooled.
+
+        Args:
+            texts: The texts.
+            kind: ``"query"`` or ``"doc"``: which length limit and prompt apply.
+            verbose: Show a progress bar over batches (``None``: the model's setting).
+
+        Returns:
+            One float32 array of shape ``(tokens, dimension)`` per text.
+        """
+        if kind not in ("query", "doc"):
+            raise ValueError(f"kind must be 'query' or 'doc', got {kind!r}")
+        outputs: list[np.ndarray | None] = [None] * len(texts)
+        verbose = self.verbose if verbose is None else verbose
+        for batch, hidden, mask in self._forward_batches(texts, kind, verbose=verbose):
+            hidden, lengths = hidden.float().cpu().numpy(), mask.sum(dim=1).cpu().numpy()
+            for row, item in enumerate(batch.tolist()):
+                outputs[item] = hidden[row, : lengths[row]].copy()
+        if len(texts) == 0:
+            self.last_stats = EncodingStats()
+        return outputs
+
+    def _forward_batches(self, texts: Sequence[str], kind: str, *, verbose: bool):
+        """Tokenises ``texts`` and yields ``(indices, last hidden state, attention mask)`` batch by batch."""
+        if len(texts) == 0:
+            return
         model = self.model
         prompt = self.layout.query_prompt if kind == "query" else self.layout.doc_prompt
         inputs = [prompt + text for text in texts] if prompt else list(texts)
@@ -202,21 +242,15 @@ class BiEncoder:
             batches=len(batches),
             tokens=int(lengths.sum()),
         )
-        vectors = np.empty((len(ids), self._dimension), dtype=np.float32)
         desc = "Encoding queries" if kind == "query" else "Encoding documents"
         for batch in pt.tqdm(batches, desc=desc, unit="batch", disable=not verbose):
             input_ids, mask = self._collate(ids, lengths, batch)
             stats.padded_tokens += input_ids.numel()
-            hidden = model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
-            pooled = pool(hidden, mask.to(self.device), self.pooling).float()
-            if self.normalize:
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            vectors[batch] = pooled.cpu().numpy()
-            if progress is not None:
-                progress(len(batch))
+            mask = mask.to(self.device)
+            hidden = model(input_ids=input_ids.to(self.device), attention_mask=mask).last_hidden_state
+            yield batch, hidden, mask
         self.last_stats = stats
         self._report_truncation(stats, kind)
-        return vectors
 
     def _collate(
         self, ids: list[list[int]], lengths: np.ndarray, batch: np.ndarray

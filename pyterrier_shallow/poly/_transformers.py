@@ -1,0 +1,140 @@
+"""The transformers a PolyEncoder makes: a reranker over stored document vectors and a text scorer."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts, with_scores
+from pyterrier_shallow.dense._encoders import encode_column, stack_vectors
+from pyterrier_shallow.dense.faiss_index import FaissIndex
+from pyterrier_shallow.poly.poly_encoder import PolyEncoder
+
+
+class PolyIndexReranker(pt.Transformer):
+    """Scores each candidate with the poly-encoder, reading its document vector from a :class:`FaissIndex`.
+
+    No document is encoded at query time: the vectors the index holds are reconstructed by docno (exactly for
+    ``flat`` and ``hnsw`` indexes; IVF-PQ gives back its compressed approximation). Each distinct query is encoded
+    once per call.
+
+    Args:
+        poly: The poly-encoder.
+        index: The index that holds the candidates' vectors, built with the poly-encoder's bi-encoder.
+        verbose: Show a progress bar over queries.
+    """
+
+    schematic = {"label": "PolyReranker", "help_url": None}
+
+    def __init__(self, poly: PolyEncoder, index: FaissIndex | str, *, verbose: bool = False):
+        self.poly = poly
+        self.index = index if isinstance(index, FaissIndex) else FaissIndex(index)
+        self.index.check_encoder(poly.bi_encoder)
+        self.verbose = verbose
+        self._positions: dict[str, int] | None = None
+
+    def __repr__(self) -> str:
+        return f"{self.poly!r}.reranker({self.index!r})"
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_positions": None}
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Returns ``inp`` with float32 ``score`` and a fresh ``rank``."""
+        require_columns(inp, ["qid", "query", "docno"], who="PolyIndexReranker")
+        if len(inp) == 0:
+            return with_scores(inp, np.empty(0, dtype=np.float32))
+        require_str_ids(inp, who="PolyIndexReranker")
+        require_texts(inp, "query", who="PolyIndexReranker", allow_empty=False)
+        vectors = self.vectors(inp["docno"].tolist())
+        return with_scores(inp, _score_by_query(self.poly, inp, vectors, self.verbose))
+
+    def vectors(self, docnos: list[str]) -> np.ndarray:
+        """Returns the stored vectors of ``docnos`` (float32, one row each).
+
+        Raises:
+            KeyError: When some docnos are not in the index.
+        """
+        positions = self._docno_positions()
+        ids = np.fromiter((positions.get(docno, -1) for docno in docnos), dtype=np.int64, count=len(docnos))
+        missing = ids < 0
+        if missing.any():
+            first = [docnos[i] for i in np.flatnonzero(missing)[:3]]
+            raise KeyError(
+                f"PolyIndexReranker: {int(missing.sum())} of {len(docnos)} candidates are not in {self.index!r} "
+                f"(first: {first}); rerank candidates of the indexed corpus, or use poly.text_scorer()"
+            )
+        return _reconstruct(self.index.faiss_index(), ids)
+
+    def _docno_positions(self) -> dict[str, int]:
+        if self._positions is None:
+            docnos = self.index.docnos()
+            self._positions = {docno.decode() if isinstance(docno, bytes) else str(docno): position
+                               for position, docno in enumerate(docnos.tolist())}
+        return self._positions
+
+
+class PolyTextScorer(pt.Transformer):
+    """Scores each candidate with the poly-encoder, encoding its text (or taking its ``doc_vec`` when present).
+
+    Args:
+        poly: The poly-encoder.
+        verbose: Show progress bars.
+    """
+
+    schematic = {"label": "PolyScorer", "help_url": None}
+
+    def __init__(self, poly: PolyEncoder, *, verbose: bool = False):
+        self.poly = poly
+        self.verbose = verbose
+
+    def __repr__(self) -> str:
+        return f"{self.poly!r}.text_scorer()"
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Returns ``inp`` with float32 ``score`` and a fresh ``rank``."""
+        field = self.poly.bi_encoder.text_field
+        doc_side = "doc_vec" if "doc_vec" in inp.columns else field
+        require_columns(inp, ["qid", "query", "docno", doc_side], who="PolyTextScorer")
+        if len(inp) == 0:
+            return with_scores(inp, np.empty(0, dtype=np.float32))
+        require_str_ids(inp, who="PolyTextScorer")
+        require_texts(inp, "query", who="PolyTextScorer", allow_empty=False)
+        if doc_side == "doc_vec":
+            vectors = stack_vectors(inp["doc_vec"], who="PolyTextScorer", column="doc_vec")
+        else:
+            require_texts(inp, field, who="PolyTextScorer", allow_empty=True)
+            vectors = np.stack(encode_column(inp[field], self.poly.bi_encoder.encode_docs, self.verbose))
+        return with_scores(inp, _score_by_query(self.poly, inp, vectors, self.verbose))
+
+
+def _score_by_query(poly: PolyEncoder, inp: pd.DataFrame, vectors: np.ndarray, verbose: bool) -> np.ndarray:
+    if vectors.shape[1] != poly.codes.dimension:
+        raise ValueError(
+            f"document vectors have {vectors.shape[1]} dimensions, the poly-encoder {poly.codes.dimension}"
+        )
+    codes, unique = pd.factorize(inp["query"], sort=False)
+    query_vectors = poly.encode_queries(list(unique), verbose=verbose)
+    scores = np.empty(len(inp), dtype=np.float32)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(unique) + 1))
+    for index in pt.tqdm(range(len(unique)), desc="PolyEncoder", unit="query", disable=not verbose):
+        rows = order[bounds[index] : bounds[index + 1]]
+        scores[rows] = poly.score(query_vectors[index], vectors[rows])
+    return scores
+
+
+def _reconstruct(index: faiss.Index, ids: np.ndarray) -> np.ndarray:
+    """Reads stored vectors back from a FAISS index (building an IVF index's direct map on first use)."""
+    unique, inverse = np.unique(ids, return_inverse=True)
+    try:
+        vectors = index.reconstruct_batch(unique)
+    except RuntimeError:
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is None:
+            raise
+        ivf.make_direct_map()
+        vectors = index.reconstruct_batch(unique)
+    return np.asarray(vectors, dtype=np.float32)[inverse]

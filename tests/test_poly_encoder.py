@@ -1,0 +1,240 @@
+import itertools
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+import pytest
+import torch
+
+import pyterrier_shallow as pts
+from pyterrier_shallow.datasets import vaswani
+from pyterrier_shallow.poly import PolyCodes, PolyEncoder, PolyTrainConfig, train_codes
+from pyterrier_shallow.train.data import PairsSource
+from pyterrier_shallow.train.validation import RerankValidation
+
+NUM_DOCS = 150
+
+
+@pytest.fixture(scope="module")
+def bi_encoder():
+    return pts.BiEncoder(warn_truncation=False, doc_length=128)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    """The first 150 real Vaswani abstracts."""
+    return list(itertools.islice(vaswani().get_corpus_iter(), NUM_DOCS))
+
+
+@pytest.fixture(scope="module")
+def candidates(corpus):
+    """Five real Vaswani queries, each against 30 of the indexed abstracts."""
+    topics = vaswani().get_topics().head(5)
+    starts = range(0, NUM_DOCS, 30)
+    rows = [(qid, query, doc["docno"], doc["text"])
+            for (qid, query), start in zip(topics[["qid", "query"]].values, starts)
+            for doc in corpus[start : start + 30]]
+    return pd.DataFrame(rows, columns=["qid", "query", "docno", "text"]).assign(extra="kept")
+
+
+@pytest.fixture(scope="module")
+def trained_poly(bi_encoder):
+    """A poly-encoder (m = 16) whose codes moved away from their start, so that the code attention matters."""
+    poly = PolyEncoder.fresh(bi_encoder, num_codes=16, seed=3)
+    with torch.no_grad():
+        poly.codes.codes.normal_(0, 0.3, generator=torch.Generator().manual_seed(5))
+    return poly
+
+
+@pytest.fixture(scope="module")
+def flat_index(bi_encoder, corpus, tmp_path_factory):
+    path = tmp_path_factory.mktemp("poly") / "vaswani.faiss"
+    return pts.FaissIndex(path).indexer(bi_encoder, verbose=False).index(iter(corpus))
+
+
+def _reference_scores(codes: np.ndarray, tokens: np.ndarray, docs: np.ndarray, scale: float) -> np.ndarray:
+    """The poly-encoder formulas written out loop by loop in numpy."""
+    def softmax(values):
+        values = values - values.max()
+        return np.exp(values) / np.exp(values).sum()
+
+    vectors = []
+    for code in codes:
+        weights = softmax(np.array([code @ token for token in tokens]) * scale)
+        vectors.append(sum(weight * token for weight, token in zip(weights, tokens)))
+    scores = []
+    for doc in docs:
+        weights = softmax(np.array([doc @ vector for vector in vectors]) * scale)
+        scores.append(doc @ sum(weight * vector for weight, vector in zip(weights, vectors)))
+    return np.array(scores)
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_codes_follow_the_formulas(scaled):
+    generator = np.random.default_rng(0)
+    codes = PolyCodes(5, 8, scaled=scaled)
+    with torch.no_grad():
+        codes.codes.copy_(torch.from_numpy(generator.normal(size=(5, 8)).astype(np.float32)))
+    tokens = [generator.normal(size=(length, 8)).astype(np.float32) for length in (3, 6)]
+    docs = generator.normal(size=(4, 8)).astype(np.float32)
+    hidden = torch.zeros(2, 6, 8)
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    for row, item in enumerate(tokens):
+        hidden[row, : len(item)] = torch.from_numpy(item)
+        mask[row, : len(item)] = True
+    query_vectors = codes.query_vectors(hidden, mask)
+    scale = 1 / np.sqrt(8) if scaled else 1.0
+    for row, item in enumerate(tokens):
+        expected = _reference_scores(codes.codes.detach().numpy(), item, docs, scale)
+        got = codes.score(query_vectors[row], torch.from_numpy(docs)).detach().numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    batched = codes.score(query_vectors, torch.from_numpy(docs).expand(2, -1, -1)).detach().numpy()
+    assert batched.shape == (2, 4)
+    np.testing.assert_allclose(batched[1], _reference_scores(codes.codes.detach().numpy(), tokens[1], docs, scale),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_bad_code_settings():
+    with pytest.raises(ValueError, match="num_codes"):
+        PolyCodes(0, 8)
+    with pytest.raises(ValueError, match="dimension"):
+        PolyCodes(4, 0)
+    with pytest.raises(ValueError, match="dimensions"):
+        PolyCodes(4, 8).query_vectors(torch.zeros(1, 3, 6), torch.ones(1, 3))
+
+
+def test_untrained_codes_rank_like_the_bi_encoder(bi_encoder, candidates):
+    poly = PolyEncoder.fresh(bi_encoder)
+    ours = poly.text_scorer()(candidates)
+    theirs = bi_encoder.text_scorer()(candidates)
+    merged = ours.merge(theirs, on=["qid", "docno"], suffixes=("_poly", "_bi"))
+    for _, group in merged.groupby("qid"):
+        ratio = group["score_poly"] / group["score_bi"]
+        assert ratio.std() / abs(ratio.mean()) < 1e-2  # the same order: one positive factor per query
+        assert (group["rank_poly"] == group["rank_bi"]).all()
+
+
+def test_stored_vectors_agree_with_fresh_encoding(trained_poly, flat_index, candidates):
+    stored = trained_poly.reranker(flat_index)(candidates)
+    fresh = trained_poly.text_scorer()(candidates)
+    np.testing.assert_allclose(stored["score"], fresh["score"], atol=1e-4)
+    assert (stored["rank"] == fresh["rank"]).all()
+    with_vectors = trained_poly.text_scorer()(trained_poly.bi_encoder.doc_encoder()(candidates))
+    np.testing.assert_allclose(with_vectors["score"], fresh["score"], atol=1e-4)
+
+
+def test_hnsw_and_ivfpq_vectors(trained_poly, flat_index, candidates, tmp_path):
+    vectors = flat_index.faiss_index().reconstruct_n(0, NUM_DOCS)
+    docnos = [docno.decode() if isinstance(docno, bytes) else str(docno) for docno in flat_index.docnos().tolist()]
+    encoded = [{"docno": docno, "doc_vec": vector} for docno, vector in zip(docnos, vectors)]
+    exact = trained_poly.reranker(flat_index)(candidates)
+    hnsw = pts.FaissIndex(tmp_path / "hnsw").indexer(index_type="hnsw", verbose=False).index(encoded)
+    np.testing.assert_allclose(trained_poly.reranker(hnsw)(candidates)["score"], exact["score"], atol=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ivfpq = pts.FaissIndex(tmp_path / "ivfpq").indexer(index_type="ivfpq", nlist=4, pq_m=48, pq_nbits=4,
+                                                            verbose=False).index(encoded)
+    approximate = trained_poly.reranker(ivfpq)(candidates)
+    assert np.isfinite(approximate["score"]).all()
+    assert np.corrcoef(approximate["score"], exact["score"])[0, 1] > 0.75  # 150 training vectors: coarse codes
+    reranker = trained_poly.reranker(ivfpq)
+    stored = reranker.vectors(["3", "1"])
+    ivf = ivfpq.faiss_index()
+    np.testing.assert_allclose(stored, np.stack([ivf.reconstruct(2), ivf.reconstruct(0)]), atol=1e-6)
+
+
+def test_reranker_contract(trained_poly, flat_index, candidates):
+    reranker = trained_poly.reranker(flat_index)
+    out = reranker(candidates.assign(rank=7, score=1.0))
+    assert list(candidates.columns) == [column for column in out.columns if column in candidates.columns]
+    assert out["score"].dtype == np.float32
+    assert (out["extra"] == "kept").all()
+    for _, group in out.groupby("qid"):
+        assert sorted(group["rank"]) == list(range(len(group)))
+        assert group.sort_values("rank")["score"].is_monotonic_decreasing
+    empty = reranker(candidates.iloc[:0])
+    assert len(empty) == 0 and "score" in empty.columns and "rank" in empty.columns
+    with pytest.raises(KeyError, match="not in"):
+        reranker(candidates.assign(docno="no-such-doc"))
+    with pytest.raises(pt.validate.InputValidationError, match="query"):
+        reranker(candidates.drop(columns=["query"]))
+    with pytest.raises(TypeError, match="qid"):
+        reranker(candidates.assign(qid=1))
+    with pytest.raises(ValueError, match="empty 'query'"):
+        reranker(candidates.assign(query=" "))
+
+
+def test_text_scorer_bad_input(trained_poly, candidates):
+    scorer = trained_poly.text_scorer()
+    with pytest.raises(pt.validate.InputValidationError, match="text"):
+        scorer(candidates.drop(columns=["text"]))
+    with pytest.raises(ValueError, match="missing or non-string 'text'"):
+        scorer(candidates.assign(text=None))
+    assert len(scorer(candidates.iloc[:0])) == 0
+
+
+def test_index_of_another_size_is_refused(trained_poly, tmp_path):
+    encoded = [{"docno": f"d{i}", "doc_vec": np.ones(8, dtype=np.float32) * i} for i in range(20)]
+    small = pts.FaissIndex(tmp_path / "small").indexer(verbose=False).index(encoded)
+    with pytest.raises(ValueError, match="dimensional"):
+        trained_poly.reranker(small)
+
+
+def test_save_load_and_pickle(trained_poly, flat_index, candidates, tmp_path):
+    expected = trained_poly.reranker(flat_index)(candidates)["score"]
+    trained_poly.save(tmp_path / "poly", card={"note": "test"})
+    config = json.loads((tmp_path / "poly" / "poly_config.json").read_text())
+    assert config["num_codes"] == 16 and config["dimension"] == 384 and config["scaled"] is False
+    loaded = PolyEncoder(tmp_path / "poly", doc_length=128)
+    assert loaded.card == {"note": "test"}
+    np.testing.assert_allclose(loaded.reranker(flat_index)(candidates)["score"], expected, atol=1e-6)
+    clone = pickle.loads(pickle.dumps(loaded.reranker(flat_index)))
+    np.testing.assert_allclose(clone(candidates)["score"], expected, atol=1e-6)
+    assert clone.poly.bi_encoder._model is None or clone.poly.bi_encoder._model is not loaded.bi_encoder._model
+
+
+def test_missing_directories(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a poly-encoder directory"):
+        PolyEncoder(tmp_path)
+    (tmp_path / "poly_config.json").write_text('{"format": "other"}')
+    (tmp_path / "codes.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="configuration"):
+        PolyEncoder(tmp_path)
+
+
+def test_training_the_codes_improves_validation(bi_encoder, shared_data):
+    from pyterrier_shallow.datasets import wikiqa
+
+    dataset = wikiqa(root=shared_data)
+    source = PairsSource.from_dataset(dataset, "train")
+    results = dataset.get_results("test")
+    held_out = results[results["qid"].isin(set(results["qid"].unique()[:60]))]
+    qrels = dataset.get_qrels("test")
+    validation = RerankValidation(held_out, qrels, name="wikiqa:test")
+    poly = PolyEncoder.fresh(bi_encoder, num_codes=16)
+    before = poly.codes.codes.detach().clone()
+    config = PolyTrainConfig(steps=30, queries_per_step=8, num_negatives=3, lr=2e-2, warmup_steps=5, eval_every=10)
+    card = train_codes(poly, source, config=config, validation=validation, verbose=False)
+    assert [point["step"] for point in card["validation"]["curve"]] == [0, 10, 20, 30]
+    assert card["train_loss"]["last_20"] < card["train_loss"]["first_20"]
+    assert card["validation"]["curve"][0]["nDCG@10"] > 0.3  # the untrained model is the bi-encoder
+    best = max(point["nDCG@10"] for point in card["validation"]["curve"])
+    assert best == pytest.approx(validation.evaluate(lambda q, t: poly.score_pairs(q, bi_encoder.encode_docs(t))))
+    if card["best_step"] > 0:
+        assert not torch.equal(before, poly.codes.codes.detach())
+
+
+def test_training_settings_are_checked():
+    with pytest.raises(ValueError, match="steps"):
+        PolyTrainConfig(steps=0)
+    with pytest.raises(ValueError, match="in_batch_negatives"):
+        PolyTrainConfig(num_negatives=0, in_batch_negatives=False)
+
+
+class TestPolyTextScorerContract(pt.testing.TransformerTestCase):
+    @staticmethod
+    def get_transformer():
+        return PolyEncoder.fresh(num_codes=4).text_scorer()
