@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from pyterrier_shallow.budget.cli import add_sweep_parser
+from pyterrier_shallow.poly.cli_args import add_train_poly_parser
 from pyterrier_shallow.train.cli_args import add_train_parser
 
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_demo(subparsers)
     add_train_parser(subparsers)
+    add_train_poly_parser(subparsers)
     add_sweep_parser(subparsers)
     return parser
 
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "train":
+        if args.command in ("train", "train-poly"):
             return args.run(args, argv=argv[1:])  # the card records the exact command
         return args.run(args)
     except (FileNotFoundError, KeyError, ValueError) as err:

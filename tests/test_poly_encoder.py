@@ -238,3 +238,22 @@ class TestPolyTextScorerContract(pt.testing.TransformerTestCase):
     @staticmethod
     def get_transformer():
         return PolyEncoder.fresh(num_codes=4).text_scorer()
+
+
+def test_train_poly_command(shared_data, tmp_path):
+    from pyterrier_shallow.cli import main
+
+    out = tmp_path / "poly"
+    argv = ["train-poly", "--out", str(out), "--codes", "2", "3", "--data", "cranfield", "--validate", "cranfield",
+            "--val-queries", "5", "--val-depth", "5", "--pool-depth", "10", "--steps", "2", "--eval-every", "1",
+            "--queries-per-step", "2", "--negatives", "2", "--doc-length", "64", "--data-root", str(shared_data),
+            "--index-dir", str(tmp_path / "cache"), "--device", "cpu", "--quiet"]
+    assert main(argv) == 0
+    for num_codes in (2, 3):
+        poly = PolyEncoder(out / f"m{num_codes}")
+        assert poly.num_codes == num_codes
+        assert poly.card["command"].startswith("pyterrier-shallow train-poly --out")
+        assert poly.card["validation"]["queries"] == 5
+        assert [point["step"] for point in poly.card["validation"]["curve"]] == [0, 1, 2]
+        assert poly.bi_encoder.doc_length == 64
+    assert main(["train-poly", "--out", str(out / "none"), "--device", "cpu"]) == 2  # no data: a clear error

@@ -253,3 +253,27 @@ def test_bad_configuration():
         TrainConfig(lr=0)
     with pytest.raises(ValueError, match="patience"):
         TrainConfig(patience=0)
+
+
+def test_training_under_the_sparse_pattern(init_dir, source, validation, tmp_path):
+    from pyterrier_shallow import SparseCrossEncoder
+
+    config = TrainConfig(steps=2, eval_every=2, window=1, **TINY)
+    result = train(init_dir, source, tmp_path / "sparse", config=config, validation=validation, verbose=False)
+    dense = train(init_dir, source, tmp_path / "dense", config=TrainConfig(steps=2, eval_every=2, **TINY),
+                  validation=validation, verbose=False)
+    card = json.loads((tmp_path / "sparse" / "training_card.json").read_text())
+    assert card["config"]["window"] == 1
+    sparse_weights = load_file(str(tmp_path / "sparse" / "model.safetensors"))
+    dense_weights = load_file(str(tmp_path / "dense" / "model.safetensors"))
+    # Same seed, data and steps: only the attention differed, and so did the gradients.
+    assert any(not torch.equal(sparse_weights[name], dense_weights[name]) for name in sparse_weights)
+    # The validation scores were measured under the pattern: they match SparseCrossEncoder's ranking.
+    if result.best_step == 2:
+        scorer = SparseCrossEncoder(tmp_path / "sparse", window=1, query_length=QUERY_LENGTH, doc_length=DOC_LENGTH,
+                                    warn_truncation=False)
+        measured = validation.evaluate(lambda queries, texts: scorer.score_pairs(queries, texts))
+        assert measured == pytest.approx(result.best_score, abs=1e-6)
+    assert dense.steps == result.steps == 2
+    with pytest.raises(ValueError, match="window"):
+        TrainConfig(window=-1)

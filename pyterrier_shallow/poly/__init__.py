@@ -2,6 +2,14 @@
 
 from pyterrier_shallow.poly.codes import CODE_COUNTS, PolyCodes
 from pyterrier_shallow.poly.poly_encoder import DEFAULT_POLY_ENCODER_DIR, PolyEncoder
-from pyterrier_shallow.poly.train import PolyTrainConfig, train_codes
+from pyterrier_shallow.poly.train import FrozenEncodings, PolyTrainConfig, train_codes
 
-__all__ = ["CODE_COUNTS", "DEFAULT_POLY_ENCODER_DIR", "PolyCodes", "PolyEncoder", "PolyTrainConfig", "train_codes"]
+__all__ = [
+    "CODE_COUNTS",
+    "DEFAULT_POLY_ENCODER_DIR",
+    "FrozenEncodings",
+    "PolyCodes",
+    "PolyEncoder",
+    "PolyTrainConfig",
+    "train_codes",
+]

@@ -55,8 +55,14 @@ class PolyTrainConfig:
             raise ValueError("with no hard negatives, in_batch_negatives must be on")
 
 
-class _FrozenEncodings:
-    """Caches the frozen encoder's outputs: token outputs of queries and vectors of texts, each encoded once."""
+class FrozenEncodings:
+    """Caches a frozen encoder's outputs: token outputs of queries and vectors of texts, each encoded once.
+
+    Share one between several :func:`train_codes` runs over the same encoder (e.g. for several numbers of codes).
+
+    Args:
+        poly: A poly-encoder whose bi-encoder does the encoding.
+    """
 
     def __init__(self, poly: PolyEncoder):
         self.poly = poly
@@ -64,6 +70,7 @@ class _FrozenEncodings:
         self.doc_vectors: dict[str, np.ndarray] = {}
 
     def add(self, queries: Sequence[str], texts: Sequence[str]) -> None:
+        """Encodes the queries and texts not seen before."""
         new_queries = list(dict.fromkeys(query for query in queries if query not in self.query_tokens))
         if new_queries:
             for query, tokens in zip(new_queries, self.poly.bi_encoder.encode_tokens(new_queries, "query",
@@ -76,6 +83,7 @@ class _FrozenEncodings:
                 self.doc_vectors[text] = vector
 
     def score_pairs(self, queries: list[str], texts: list[str]) -> np.ndarray:
+        """Scores (query, text) pairs with the poly-encoder, encoding each text once across calls."""
         self.add(queries, texts)
         return self.poly.score_pairs(queries, np.stack([self.doc_vectors[text] for text in texts]))
 
@@ -86,6 +94,7 @@ def train_codes(
     *,
     config: PolyTrainConfig | None = None,
     validation: RerankValidation | None = None,
+    encodings: FrozenEncodings | None = None,
     verbose: bool = True,
 ) -> dict:
     """Trains ``poly``'s codes in place (the encoder stays frozen) and returns a training card.
@@ -102,6 +111,7 @@ def train_codes(
             pseudo-queries...).
         config: Hyper-parameters.
         validation: Held-out queries to select the best codes on.
+        encodings: A cache of the encoder's outputs to use and fill (``None``: a new one).
         verbose: Show a progress bar.
 
     Returns:
@@ -109,7 +119,11 @@ def train_codes(
     """
     config = config or PolyTrainConfig()
     rng = np.random.default_rng(config.seed)
-    encodings = _FrozenEncodings(poly)
+    if encodings is None:
+        encodings = FrozenEncodings(poly)
+    elif encodings.poly.bi_encoder is not poly.bi_encoder:
+        raise ValueError("encodings must come from the same bi-encoder as the poly-encoder")
+    encodings.poly = poly
     codes = poly.codes
     optimizer = torch.optim.AdamW(codes.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_linear(config.warmup_steps, config.steps))
@@ -163,7 +177,7 @@ def train_codes(
     }
 
 
-def _step_loss(codes, groups: list[TrainingGroup], encodings: _FrozenEncodings, config: PolyTrainConfig):
+def _step_loss(codes, groups: list[TrainingGroup], encodings: FrozenEncodings, config: PolyTrainConfig):
     queries = [group.query for group in groups]
     texts = [text for group in groups for text in group.texts]
     encodings.add(queries, texts)

@@ -90,6 +90,8 @@ def render_readme(card: dict) -> str:
         f"- lr {config['lr']} (head {config['head_lr'] or config['lr']}), warm-up {config['warmup_steps']} steps, "
         f"weight decay {config['weight_decay']}",
         f"- lengths: query {config['query_length']}, text {config['doc_length']} tokens; seed {config['seed']}",
+        *([f"- trained under the sparse attention pattern, document window {config['window']}: load it with "
+           f"`SparseCrossEncoder(path, window={config['window']})`"] if config.get("window") is not None else []),
         f"- device {card['device']}" + (" (bf16)" if card["amp_bf16"] else "") + f", {card['elapsed_s']} s",
         "",
         "Command:",

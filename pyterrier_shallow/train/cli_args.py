@@ -130,6 +130,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     opt.add_argument("--doc-length", type=int, default=224, help="default: 224 tokens")
     opt.add_argument("--eval-every", type=int, default=100, help="validate and checkpoint every N steps")
     opt.add_argument("--freeze-embeddings", action="store_true", help="keep the token embeddings fixed")
+    opt.add_argument("--window", type=int, default=None,
+                     help="train under the sparse attention pattern with this document window (default: dense)")
     opt.add_argument("--seed", type=int, default=0, help="default: 0")
 
     run = parser.add_argument_group("hardware")
@@ -337,7 +339,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         head_lr=args.head_lr, weight_decay=args.weight_decay, warmup_steps=min(args.warmup, args.steps),
         micro_batch_size=args.micro_batch, query_length=args.query_length, doc_length=args.doc_length,
         eval_every=args.eval_every, patience=args.patience, seed=args.seed, amp=not args.no_amp,
-        freeze_embeddings=args.freeze_embeddings,
+        freeze_embeddings=args.freeze_embeddings, window=args.window,
     )
     result = train(
         init_dir, source, output, loss=make_loss(args.loss, **loss_params), config=config, validation=validation,

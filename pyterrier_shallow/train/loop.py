@@ -52,6 +52,10 @@ class TrainConfig:
         amp: bfloat16 autocast on CUDA (the CPU always trains in float32).
         freeze_embeddings: Keep the token embeddings fixed (less optimizer state and time; a regulariser on little
             data).
+        window: Train under the sparse attention pattern (see :class:`pyterrier_shallow.AttentionPattern`) with
+            document tokens attending to this many neighbours each side (``None``: dense attention). Validation
+            runs under the same pattern, and the saved weights are an ordinary checkpoint for
+            :class:`pyterrier_shallow.SparseCrossEncoder`.
     """
 
     steps: int = 1000
@@ -72,6 +76,7 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True
     freeze_embeddings: bool = False
+    window: int | None = None
 
     def __post_init__(self):
         for name in ("steps", "queries_per_step", "num_negatives", "micro_batch_size", "query_length", "doc_length",
@@ -82,6 +87,8 @@ class TrainConfig:
             raise ValueError("learning rates must be positive")
         if self.warmup_steps < 0 or self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps must lie in [0, steps={self.steps}], got {self.warmup_steps}")
+        if self.window is not None and self.window < 0:
+            raise ValueError(f"window must be non-negative, got {self.window}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be at least 1, got {self.patience}")
 
@@ -246,7 +253,12 @@ class _Run:
             net.get_input_embeddings().weight.requires_grad_(False)
         self.net, self.tokenizer, self.config, self.work, self.validation, self.saved = (
             net, tokenizer, config, work, validation, saved)
-        self.forward = PairForward(net, tokenizer, query_length=config.query_length, doc_length=config.doc_length,
+        scorer = net
+        if config.window is not None:
+            from ..sparse import AttentionPattern, SparseCrossEncoderModel
+
+            scorer = SparseCrossEncoderModel(net, AttentionPattern(window=config.window))
+        self.forward = PairForward(scorer, tokenizer, query_length=config.query_length, doc_length=config.doc_length,
                                    micro_batch_size=config.micro_batch_size, device=device, amp=config.amp)
         self.optimizer = _optimizer(net, config)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config))

@@ -1,0 +1,124 @@
+"""``pyterrier-shallow train-poly``: trains a poly-encoder's codes over a frozen bi-encoder on local collections."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from pyterrier_shallow.train.cli_args import _DATA_HELP, _Collections, _source, _validation, parse_data_spec
+from pyterrier_shallow.train.data import MixedSource
+
+
+def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds the ``train-poly`` options to ``parser`` and returns it."""
+    model = parser.add_argument_group("model and output")
+    model.add_argument("--out", required=True,
+                       help="the poly-encoder's directory (replaced when training ends); with several --codes, "
+                            "one sub-directory m<M> each")
+    model.add_argument("--encoder", default=None,
+                       help="the bi-encoder: a hub id or folder (default: all-MiniLM-L6-v2, offline)")
+    model.add_argument("--codes", type=int, nargs="+", default=[16],
+                       help="m, the number of codes (default: 16; the paper: 16, 64, 360); several train one "
+                            "poly-encoder each, sharing the encoder's outputs")
+    model.add_argument("--scaled", action="store_true", help="divide attention logits by sqrt(dimension)")
+    model.add_argument("--query-length", type=int, default=64, help="default: 64 tokens")
+    model.add_argument("--doc-length", type=int, default=256, help="default: 256 tokens")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", action="append", type=parse_data_spec, default=[], help=_DATA_HELP)
+    data.add_argument("--data-root", default=None, help="the folder of local collections (default: shared/data)")
+    data.add_argument("--index-dir", default=None, help="BM25 indexes and caches (default: a cache folder)")
+    data.add_argument("--pool-depth", type=int, default=100, help="BM25 candidates mined per query (default: 100)")
+    data.add_argument("--sample-depth", type=int, default=None, help="sample negatives from the top N of the pool")
+    data.add_argument("--max-pseudo-queries", type=int, default=5000, help="pseudo-queries per collection")
+
+    val = parser.add_argument_group("validation")
+    val.add_argument("--validate", type=parse_data_spec, default=None,
+                     help="NAME[:SPLIT] to validate on; its queries are held out of training on the same split")
+    val.add_argument("--val-queries", type=int, default=50, help="held-out queries (default: 50)")
+    val.add_argument("--val-depth", type=int, default=20, help="BM25 candidates reranked (default: 20)")
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--negatives", type=int, default=7, help="k hard negatives per query (default: 7)")
+    opt.add_argument("--no-in-batch", action="store_true", help="no in-batch negatives")
+    opt.add_argument("--queries-per-step", type=int, default=16, help="default: 16")
+    opt.add_argument("--steps", type=int, default=500, help="default: 500")
+    opt.add_argument("--lr", type=float, default=5e-3, help="default: 5e-3")
+    opt.add_argument("--warmup", type=int, default=50, help="warm-up steps (default: 50)")
+    opt.add_argument("--eval-every", type=int, default=100, help="validate every N steps (default: 100)")
+    opt.add_argument("--seed", type=int, default=0, help="default: 0")
+    opt.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    opt.add_argument("--device", default=None, help="where the encoder runs (default: CUDA when present)")
+    opt.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def add_train_poly_parser(subparsers) -> argparse.ArgumentParser:
+    """Adds the ``train-poly`` subcommand to an ``argparse`` subparsers object."""
+    parser = subparsers.add_parser(
+        "train-poly",
+        help="train a poly-encoder's codes over a frozen bi-encoder",
+        description="Trains the m codes of a poly-encoder over a frozen bi-encoder (softmax cross-entropy with BM25 "
+        "and in-batch negatives), keeping the codes that validate best, and saves the poly-encoder directory.",
+    )
+    add_train_poly_arguments(parser)
+    parser.set_defaults(run=run_train_poly)
+    return parser
+
+
+def main_train_poly(argv: Sequence[str] | None = None) -> int:
+    """Runs ``pyterrier-shallow train-poly`` with ``argv`` (default: ``sys.argv[1:]``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = add_train_poly_arguments(argparse.ArgumentParser(prog="pyterrier-shallow train-poly"))
+    return run_train_poly(parser.parse_args(argv), argv=argv)
+
+
+def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = None) -> int:
+    """Trains the codes ``args`` describe and saves the poly-encoder; returns 0."""
+    from pyterrier_shallow.dense import BiEncoder
+    from pyterrier_shallow.poly.poly_encoder import PolyEncoder
+    from pyterrier_shallow.poly.train import FrozenEncodings, PolyTrainConfig, train_codes
+
+    if not args.data:
+        raise ValueError("give some training data with --data")
+    weights = [spec.weight for spec in args.data]
+    if any(weight is None for weight in weights) and not all(weight is None for weight in weights):
+        raise ValueError("give a @WEIGHT to every data source, or to none")
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        collections = _Collections(args)
+        validation, validation_label, held_out = _validation(args, collections)
+        sources = [_source(spec, args, collections, held_out if spec.label == validation_label else set())
+                   for spec in args.data]
+        source = sources[0] if len(sources) == 1 else MixedSource(sources, None if weights[0] is None else weights)
+        encoder = BiEncoder(args.encoder, query_length=args.query_length, doc_length=args.doc_length,
+                            device=args.device, warn_truncation=False)
+        config = PolyTrainConfig(
+            steps=args.steps, queries_per_step=args.queries_per_step, num_negatives=args.negatives,
+            in_batch_negatives=not args.no_in_batch, lr=args.lr, warmup_steps=min(args.warmup, args.steps),
+            eval_every=args.eval_every, seed=args.seed,
+        )
+        command = f"pyterrier-shallow train-poly {shlex.join(argv if argv is not None else sys.argv[2:])}"
+        encodings, cards = None, {}
+        for num_codes in args.codes:
+            poly = PolyEncoder.fresh(encoder, num_codes=num_codes, scaled=args.scaled, seed=args.seed)
+            encodings = encodings or FrozenEncodings(poly)
+            card = train_codes(poly, source, config=config, validation=validation, encodings=encodings,
+                               verbose=not args.quiet)
+            output = Path(args.out) if len(args.codes) == 1 else Path(args.out) / f"m{num_codes}"
+            poly.save(output, card={**card, "command": command})
+            cards[output] = card
+    finally:
+        torch.set_num_threads(threads)
+    for output, card in cards.items():
+        print(f"saved {output} (best step {card['best_step']} of {args.steps})")
+        for point in (card["validation"] or {}).get("curve", []):
+            print(f"  step {point['step']:>6}  {validation.metric} {point[validation.metric]:.4f}")
+    return 0
