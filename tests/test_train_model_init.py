@@ -74,3 +74,30 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(OSError, match="Could not load"):
         init_cross_encoder(tmp_path / "missing", tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def _cls_spread(model_dir, pairs):
+    """The spread of [CLS]'s last-layer output across pairs, relative to its norm."""
+    model = AutoModel.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    inputs = tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True, max_length=128,
+                       return_tensors="pt")
+    with torch.no_grad():
+        cls = model(**inputs).last_hidden_state[:, 0]
+    return float(cls.std(dim=0).norm() / cls.norm(dim=1).mean())
+
+
+def test_contextual_cls_makes_the_first_position_depend_on_the_input(two_layers, nfcorpus_pairs, tmp_path):
+    contextual = init_cross_encoder("minilm", tmp_path / "contextual", num_layers=2, max_length=256,
+                                    contextual_cls=True)
+    pairs = list(zip(nfcorpus_pairs["query"], nfcorpus_pairs["text"]))[:30]
+    sink, spread = _cls_spread(two_layers, pairs), _cls_spread(contextual, pairs)
+    assert sink < 0.02  # all-MiniLM-L6-v2's first position hardly sees the input
+    assert spread > 10 * sink
+    saved = AutoModel.from_pretrained(contextual).state_dict()
+    positions = saved["embeddings.position_embeddings.weight"]
+    torch.testing.assert_close(positions[0], positions[1:].mean(dim=0))
+    source = AutoModel.from_pretrained(minilm_path()).state_dict()
+    torch.testing.assert_close(positions[1:], source["embeddings.position_embeddings.weight"][1:])
+    assert read_init_info(contextual)["contextual_cls"] is True
+    assert read_init_info(two_layers)["contextual_cls"] is False

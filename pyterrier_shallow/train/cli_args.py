@@ -83,6 +83,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     io.add_argument("--out", required=True, help="the trained model's directory (resumed if interrupted)")
     io.add_argument("--init", default="minilm", help="start from: a hub id, a folder, or minilm (default)")
     io.add_argument("--layers", type=int, default=2, help="keep the first N layers (0: all; default: 2)")
+    io.add_argument("--cls-init", choices=["auto", "keep", "contextual"], default="auto",
+                    help="contextual: reset the first position so that [CLS] depends on the input (a sentence-"
+                         "embedding model's [CLS] is an attention sink); auto (default): contextual for minilm")
     io.add_argument("--keep-checkpoints", action="store_true", help="keep OUT/_training after success")
 
     data = parser.add_argument_group("data")
@@ -331,8 +334,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     output = Path(args.out)
     init_dir = output / "_training" / "init"
     if not (output / "_training" / "last").exists():
+        contextual = args.cls_init == "contextual" or (args.cls_init == "auto" and args.init == "minilm")
         init_cross_encoder(args.init, init_dir, num_layers=args.layers or None,
-                           max_length=_pair_length(args.init, args.query_length, args.doc_length), seed=args.seed)
+                           max_length=_pair_length(args.init, args.query_length, args.doc_length),
+                           contextual_cls=contextual, seed=args.seed)
     loss_params = {"gbce": {"t": args.t}, "soft-label": {"temperature": args.temperature}}.get(args.loss, {})
     config = TrainConfig(
         steps=args.steps, queries_per_step=args.queries_per_step, num_negatives=args.negatives, lr=args.lr,
