@@ -107,7 +107,7 @@ def test_bad_code_settings():
 
 
 def test_untrained_codes_rank_like_the_bi_encoder(bi_encoder, candidates):
-    poly = PolyEncoder.fresh(bi_encoder)
+    poly = PolyEncoder.fresh(bi_encoder, init_std=1e-3)
     ours = poly.text_scorer()(candidates)
     theirs = bi_encoder.text_scorer()(candidates)
     merged = ours.merge(theirs, on=["qid", "docno"], suffixes=("_poly", "_bi"))
@@ -225,6 +225,8 @@ def test_training_the_codes_improves_validation(bi_encoder, shared_data):
     assert best == pytest.approx(validation.evaluate(lambda q, t: poly.score_pairs(q, bi_encoder.encode_docs(t))))
     if card["best_step"] > 0:
         assert not torch.equal(before, poly.codes.codes.detach())
+    spread = poly.codes.codes.detach().std(dim=0).mean()
+    assert spread > 0.01  # the codes stay apart: they do not collapse into one
 
 
 def test_training_settings_are_checked():

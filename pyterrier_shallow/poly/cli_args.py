@@ -26,6 +26,7 @@ def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
                        help="m, the number of codes (default: 16; the paper: 16, 64, 360); several train one "
                             "poly-encoder each, sharing the encoder's outputs")
     model.add_argument("--scaled", action="store_true", help="divide attention logits by sqrt(dimension)")
+    model.add_argument("--init-std", type=float, default=0.05, help="spread of the initial codes (default: 0.05)")
     model.add_argument("--query-length", type=int, default=64, help="default: 64 tokens")
     model.add_argument("--doc-length", type=int, default=256, help="default: 256 tokens")
 
@@ -108,7 +109,8 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
         command = f"pyterrier-shallow train-poly {shlex.join(argv if argv is not None else sys.argv[2:])}"
         encodings, cards = None, {}
         for num_codes in args.codes:
-            poly = PolyEncoder.fresh(encoder, num_codes=num_codes, scaled=args.scaled, seed=args.seed)
+            poly = PolyEncoder.fresh(encoder, num_codes=num_codes, scaled=args.scaled, init_std=args.init_std,
+                                     seed=args.seed)
             encodings = encodings or FrozenEncodings(poly)
             card = train_codes(poly, source, config=config, validation=validation, encodings=encodings,
                                verbose=not args.quiet)

@@ -15,19 +15,21 @@ class PolyCodes(torch.nn.Module):
 
     With ``h_j`` the query's token outputs, ``c_i`` the codes and ``d`` a document's vector:
     ``y_i = sum_j softmax_j(c_i . h_j) h_j`` (i = 1..m), ``y_q = sum_i softmax_i(d . y_i) y_i``, ``score = d . y_q``.
-    The codes start close to zero, where every ``y_i`` is the mean of the query's token outputs: the untrained model
-    ranks documents exactly as its bi-encoder's mean pooling does, and training moves on from there.
+    The codes start small, where every ``y_i`` is close to the mean of the query's token outputs: the untrained model
+    ranks documents almost as its bi-encoder's mean pooling does, and training moves on from there. They must not
+    start too small: codes that attend alike receive the same gradient and stay alike, whatever m.
 
     Args:
         num_codes: m.
         dimension: The encoder's output size.
         scaled: Divide both attention logits by ``sqrt(dimension)`` (the paper's attention is unscaled).
-        init_std: Standard deviation of the codes' initial values (small: near-uniform attention at the start).
+        init_std: Standard deviation of the codes' initial values: small gives near-uniform attention at the start
+            (mean pooling), large enough keeps the codes apart.
         seed: Seeds the initial values.
     """
 
     def __init__(
-        self, num_codes: int = 16, dimension: int = 384, *, scaled: bool = False, init_std: float = 1e-3, seed: int = 0
+        self, num_codes: int = 16, dimension: int = 384, *, scaled: bool = False, init_std: float = 0.05, seed: int = 0
     ):
         super().__init__()
         if num_codes < 1:

@@ -86,17 +86,18 @@ class PolyEncoder:
         *,
         num_codes: int = 16,
         scaled: bool = False,
+        init_std: float = 0.05,
         seed: int = 0,
         verbose: bool = False,
     ) -> PolyEncoder:
         """Returns an untrained poly-encoder over ``bi_encoder`` (``None``: all-MiniLM-L6-v2, offline).
 
-        Its codes start near zero, where it ranks exactly as the bi-encoder's mean pooling would; train the codes
-        with :func:`pyterrier_shallow.poly.train_codes`.
+        Its codes start small (``init_std``), where it ranks almost as the bi-encoder's mean pooling would (exactly,
+        as ``init_std`` goes to zero); train the codes with :func:`pyterrier_shallow.poly.train_codes`.
         """
         bi_encoder = bi_encoder if bi_encoder is not None else BiEncoder(verbose=verbose)
         poly = cls.__new__(cls)
-        codes = PolyCodes(num_codes, bi_encoder.dimension, scaled=scaled, seed=seed)
+        codes = PolyCodes(num_codes, bi_encoder.dimension, scaled=scaled, init_std=init_std, seed=seed)
         poly._setup(bi_encoder, codes, verbose=verbose)
         poly.path, poly.card = None, None
         return poly

@@ -94,8 +94,10 @@ def make_cls_contextual(model: PreTrainedModel, tokenizer) -> None:
     sink: its output hardly depends on the input (its spread across pairs is under 1% of its norm after two
     layers), so a classification head reading [CLS] starts with no signal and learns very slowly. Setting the first
     position embedding to the mean of the others, and the [CLS] token embedding to the mean token embedding, makes
-    its output vary with the pair like any other token's (about 25% after two layers). The architecture is
-    unchanged: the model remains an ordinary checkpoint.
+    its output vary with the pair like any other token's (about 25% after two layers). The pooler, when the model
+    has one, is reset to pass [CLS] through (identity weights, zero bias, then its tanh), so that this variation
+    reaches the classification head instead of being squashed by weights never trained for ranking. The
+    architecture is unchanged: the model remains an ordinary checkpoint.
     """
     embeddings = getattr(model.base_model, "embeddings", None)
     positions = getattr(embeddings, "position_embeddings", None)
@@ -105,6 +107,10 @@ def make_cls_contextual(model: PreTrainedModel, tokenizer) -> None:
     with torch.no_grad():
         positions.weight[0] = positions.weight[1:].mean(dim=0)
         words.weight[tokenizer.cls_token_id] = words.weight.mean(dim=0)
+        dense = getattr(getattr(model.base_model, "pooler", None), "dense", None)
+        if dense is not None and dense.weight.shape[0] == dense.weight.shape[1]:
+            dense.weight.copy_(torch.eye(dense.weight.shape[0]))
+            dense.bias.zero_()
 
 
 def init_cross_encoder(
