@@ -259,3 +259,16 @@ def test_train_poly_command(shared_data, tmp_path):
         assert [point["step"] for point in poly.card["validation"]["curve"]] == [0, 1, 2]
         assert poly.bi_encoder.doc_length == 64
     assert main(["train-poly", "--out", str(out / "none"), "--device", "cpu"]) == 2  # no data: a clear error
+
+
+def test_shipped_default_poly_encoder(candidates):
+    from pyterrier_shallow.poly import DEFAULT_POLY_ENCODER_DIR
+
+    poly = PolyEncoder()
+    assert poly.path == str(DEFAULT_POLY_ENCODER_DIR)
+    assert poly.num_codes == 16 and poly.bi_encoder.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert poly.card["command"].startswith("pyterrier-shallow train-poly ")
+    assert poly.card["validation"]["curve"][0]["step"] == 0
+    assert sum(path.stat().st_size for path in DEFAULT_POLY_ENCODER_DIR.iterdir()) < 100_000
+    scored = poly.text_scorer()(candidates)
+    assert scored["score"].dtype == np.float32 and np.isfinite(scored["score"]).all()

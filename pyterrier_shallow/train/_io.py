@@ -45,6 +45,9 @@ def atomic_write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> N
     old = path.with_name(path.name + ".old")
     try:
         fill(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes the folder private; give it the usual permissions
         if old.exists():
             shutil.rmtree(old)
         if path.exists():
