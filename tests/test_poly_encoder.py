@@ -272,3 +272,25 @@ def test_shipped_default_poly_encoder(candidates):
     assert sum(path.stat().st_size for path in DEFAULT_POLY_ENCODER_DIR.iterdir()) < 100_000
     scored = poly.text_scorer()(candidates)
     assert scored["score"].dtype == np.float32 and np.isfinite(scored["score"]).all()
+
+
+def test_fine_tuning_the_encoder(shared_data, candidates, tmp_path):
+    from pyterrier_shallow.datasets import wikiqa
+
+    source = PairsSource.from_dataset(wikiqa(root=shared_data), "train")
+    encoder = pts.BiEncoder(warn_truncation=False, query_length=32, doc_length=64)
+    poly = PolyEncoder.fresh(encoder, num_codes=4)
+    before = {name: value.clone() for name, value in encoder.model.state_dict().items()}
+    config = PolyTrainConfig(steps=2, queries_per_step=2, num_negatives=1, warmup_steps=1, eval_every=2,
+                             train_encoder=True, encoder_lr=1e-4)
+    card = train_codes(poly, source, config=config, verbose=False)
+    assert card["encoder_frozen"] is False and card["best_step"] == 2
+    after = encoder.model.state_dict()
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+    assert poly.codes.codes.device.type == "cpu"
+    expected = poly.text_scorer()(candidates)["score"]
+    poly.save(tmp_path / "tuned", card=card, save_encoder=True)
+    assert (tmp_path / "tuned" / "encoder" / "config.json").is_file()
+    loaded = PolyEncoder(tmp_path / "tuned")
+    assert loaded.bi_encoder.normalize is True and loaded.bi_encoder.pooling == "mean"
+    np.testing.assert_allclose(loaded.text_scorer()(candidates)["score"], expected, atol=1e-5)

@@ -191,10 +191,7 @@ class BiEncoder:
             return np.empty((0, self.dimension), dtype=np.float32)
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         for batch, hidden, mask in self._forward_batches(texts, kind, verbose=verbose):
-            pooled = pool(hidden, mask, self.pooling).float()
-            if self.normalize:
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            vectors[batch] = pooled.cpu().numpy()
+            vectors[batch] = self.pooled(hidden.float(), mask).cpu().numpy()
             if progress is not None:
                 progress(len(batch))
         return vectors
@@ -224,6 +221,32 @@ class BiEncoder:
         if len(texts) == 0:
             self.last_stats = EncodingStats()
         return outputs
+
+    def token_states(self, texts: Sequence[str], kind: str = "query") -> tuple[torch.Tensor, torch.Tensor]:
+        """Runs ``texts`` through the encoder as one batch, with gradients, for training.
+
+        Args:
+            texts: The texts (one padded batch: keep it small).
+            kind: ``"query"`` or ``"doc"``: which length limit and prompt apply.
+
+        Returns:
+            The last layer's outputs ``(texts, tokens, dimension)`` and the attention mask ``(texts, tokens)``.
+        """
+        if kind not in ("query", "doc"):
+            raise ValueError(f"kind must be 'query' or 'doc', got {kind!r}")
+        model = self.model
+        prompt = self.layout.query_prompt if kind == "query" else self.layout.doc_prompt
+        inputs = [prompt + text for text in texts] if prompt else list(texts)
+        ids = [encoding.ids for encoding in self._backends[kind].encode_batch(inputs, add_special_tokens=True)]
+        lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+        input_ids, mask = self._collate(ids, lengths, np.arange(len(ids)))
+        mask = mask.to(self.device)
+        return model(input_ids=input_ids.to(self.device), attention_mask=mask).last_hidden_state, mask
+
+    def pooled(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Pools (and normalises, if the model does) token outputs into one vector per text, keeping gradients."""
+        vectors = pool(hidden, mask, self.pooling)
+        return torch.nn.functional.normalize(vectors, dim=-1) if self.normalize else vectors
 
     def _forward_batches(self, texts: Sequence[str], kind: str, *, verbose: bool):
         """Tokenises ``texts`` and yields ``(indices, last hidden state, attention mask)`` batch by batch."""

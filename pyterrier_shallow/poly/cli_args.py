@@ -47,6 +47,9 @@ def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--negatives", type=int, default=7, help="k hard negatives per query (default: 7)")
     opt.add_argument("--no-in-batch", action="store_true", help="no in-batch negatives")
+    opt.add_argument("--train-encoder", action="store_true",
+                     help="also fine-tune the encoder (saved in OUT/encoder; re-index documents with it)")
+    opt.add_argument("--encoder-lr", type=float, default=2e-5, help="the encoder's learning rate (default: 2e-5)")
     opt.add_argument("--queries-per-step", type=int, default=16, help="default: 16")
     opt.add_argument("--steps", type=int, default=500, help="default: 500")
     opt.add_argument("--lr", type=float, default=5e-3, help="default: 5e-3")
@@ -104,10 +107,13 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
         config = PolyTrainConfig(
             steps=args.steps, queries_per_step=args.queries_per_step, num_negatives=args.negatives,
             in_batch_negatives=not args.no_in_batch, lr=args.lr, warmup_steps=min(args.warmup, args.steps),
-            eval_every=args.eval_every, seed=args.seed,
+            eval_every=args.eval_every, seed=args.seed, train_encoder=args.train_encoder,
+            encoder_lr=args.encoder_lr,
         )
         command = f"pyterrier-shallow train-poly {shlex.join(argv if argv is not None else sys.argv[2:])}"
         encodings, cards = None, {}
+        if args.train_encoder and len(args.codes) > 1:
+            raise ValueError("--train-encoder trains one poly-encoder at a time: give one --codes value")
         for num_codes in args.codes:
             poly = PolyEncoder.fresh(encoder, num_codes=num_codes, scaled=args.scaled, init_std=args.init_std,
                                      seed=args.seed)
@@ -115,7 +121,7 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
             card = train_codes(poly, source, config=config, validation=validation, encodings=encodings,
                                verbose=not args.quiet)
             output = Path(args.out) if len(args.codes) == 1 else Path(args.out) / f"m{num_codes}"
-            poly.save(output, card={**card, "command": command})
+            poly.save(output, card={**card, "command": command}, save_encoder=args.train_encoder)
             cards[output] = card
     finally:
         torch.set_num_threads(threads)

@@ -70,6 +70,8 @@ class PolyEncoder:
             source = str(encoder_dir) if encoder_dir.is_dir() else config["encoder"]
             bi_encoder = BiEncoder(
                 source,
+                pooling=config.get("pooling"),
+                normalize=config.get("normalize"),
                 query_length=query_length or config.get("query_length"),
                 doc_length=doc_length or config.get("doc_length"),
                 device=device,
@@ -138,13 +140,16 @@ class PolyEncoder:
     def code_vectors(self, tokens: Sequence[np.ndarray]) -> torch.Tensor:
         """Returns the code vectors ``(len(tokens), m, dimension)`` of queries' token outputs (one array each)."""
         hidden, mask = pad_tokens(tokens)
-        return self.codes.query_vectors(hidden, mask)
+        device = self.codes.codes.device
+        return self.codes.query_vectors(hidden.to(device), mask.to(device)).cpu()
 
     @torch.no_grad()
     def score(self, query_vectors: np.ndarray, doc_vectors: np.ndarray) -> np.ndarray:
         """Scores the documents ``(n, dimension)`` against one query's code vectors ``(m, dimension)``."""
-        scores = self.codes.score(torch.as_tensor(query_vectors), torch.as_tensor(doc_vectors, dtype=torch.float32))
-        return scores.numpy().astype(np.float32)
+        device = self.codes.codes.device
+        scores = self.codes.score(torch.as_tensor(query_vectors, device=device),
+                                  torch.as_tensor(doc_vectors, dtype=torch.float32, device=device))
+        return scores.cpu().numpy().astype(np.float32)
 
     def score_pairs(self, queries: Sequence[str], doc_vectors: np.ndarray) -> np.ndarray:
         """Scores each (query, document vector) pair; each distinct query is encoded once."""
@@ -195,6 +200,7 @@ class PolyEncoder:
             "scaled": self.scaled,
             "encoder": self.bi_encoder.name,
             "pooling": self.bi_encoder.pooling,
+            "normalize": self.bi_encoder.normalize,
             "query_length": self.bi_encoder.query_length,
             "doc_length": self.bi_encoder.doc_length,
         }

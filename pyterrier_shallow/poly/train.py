@@ -32,6 +32,9 @@ class PolyTrainConfig:
             narrow range); it changes no ranking.
         eval_every: Validate every this many steps; the best validated codes are kept.
         seed: Seeds the sampling of groups.
+        train_encoder: Also fine-tune the encoder (both sides: it makes the documents' vectors too), as the paper
+            did; otherwise only the codes learn, over cached encoder outputs (the cheap mode).
+        encoder_lr: Peak learning rate of the encoder when it is fine-tuned.
     """
 
     steps: int = 500
@@ -44,6 +47,8 @@ class PolyTrainConfig:
     loss_scale: float = 1.0
     eval_every: int = 100
     seed: int = 0
+    train_encoder: bool = False
+    encoder_lr: float = 2e-5
 
     def __post_init__(self):
         for name in ("steps", "queries_per_step", "eval_every"):
@@ -97,13 +102,15 @@ def train_codes(
     encodings: FrozenEncodings | None = None,
     verbose: bool = True,
 ) -> dict:
-    """Trains ``poly``'s codes in place (the encoder stays frozen) and returns a training card.
+    """Trains ``poly``'s codes in place (and, with ``config.train_encoder``, its encoder) and returns a training card.
 
     Each step draws ``queries_per_step`` groups (a query, its positive and k negatives) from ``source`` and
     minimises the softmax cross-entropy of the positive among the group's texts and, with in-batch negatives, the
-    other groups' texts too. Encoder outputs are computed once per distinct query and text and then reused, so
-    a step costs little more than encoding the texts it has not seen before. With ``validation``, the codes are
-    measured every ``eval_every`` steps (and before training) and the best are kept.
+    other groups' texts too. With the encoder frozen (the default), its outputs are computed once per distinct query
+    and text and then reused, so a step costs little more than encoding the texts it has not seen before; when the
+    encoder is fine-tuned, every step runs it forward and backward, and an index built before training must be
+    built again with the trained encoder. With ``validation``, the model is measured every ``eval_every`` steps (and
+    before training) and the best is kept.
 
     Args:
         poly: The poly-encoder whose codes are trained.
@@ -125,9 +132,26 @@ def train_codes(
         raise ValueError("encodings must come from the same bi-encoder as the poly-encoder")
     encodings.poly = poly
     codes = poly.codes
-    optimizer = torch.optim.AdamW(codes.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    encoder = poly.bi_encoder.model if config.train_encoder else None
+    if encoder is not None:
+        codes.to(poly.bi_encoder.device)  # beside the encoder while training; back on the CPU afterwards
+    groups_of_parameters = [{"params": list(codes.parameters()), "lr": config.lr}]
+    if encoder is not None:
+        groups_of_parameters.append({"params": [p for p in encoder.parameters() if p.requires_grad],
+                                     "lr": config.encoder_lr})
+    optimizer = torch.optim.AdamW(groups_of_parameters, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_linear(config.warmup_steps, config.steps))
-    curve, best = [], (-np.inf, 0, copy.deepcopy(codes.state_dict()))
+
+    def snapshot() -> dict:
+        state = {"codes": copy.deepcopy(codes.state_dict())}
+        if encoder is not None:
+            state["encoder"] = {name: value.detach().clone() for name, value in encoder.state_dict().items()}
+        return state
+
+    def score_fresh(queries: list[str], texts: list[str]) -> np.ndarray:
+        return poly.score_pairs(queries, poly.bi_encoder.encode_docs(texts, verbose=False))
+
+    curve, best = [], (-np.inf, 0, snapshot())
     started = time.perf_counter()
 
     def validate(step: int) -> None:
@@ -135,18 +159,25 @@ def train_codes(
         if validation is None:
             return
         codes.eval()
-        value = validation.evaluate(encodings.score_pairs)
+        if encoder is not None:
+            encoder.eval()
+        value = validation.evaluate(score_fresh if encoder is not None else encodings.score_pairs)
         curve.append({"step": step, validation.metric: value})
         if value > best[0]:
-            best = (value, step, copy.deepcopy(codes.state_dict()))
+            best = (value, step, snapshot())
 
     validate(0)
     losses = []
-    progress = pt.tqdm(range(1, config.steps + 1), desc="training codes", unit="step", disable=not verbose)
+    desc = "training poly-encoder" if encoder is not None else "training codes"
+    progress = pt.tqdm(range(1, config.steps + 1), desc=desc, unit="step", disable=not verbose)
     for step in progress:
         groups = [source.sample(rng, config.num_negatives) for _ in range(config.queries_per_step)]
         codes.train()
-        loss = _step_loss(codes, groups, encodings, config)
+        if encoder is not None:
+            encoder.train()
+            loss = _step_loss_fine_tuning(poly, groups, config)
+        else:
+            loss = _step_loss(codes, groups, encodings, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -157,14 +188,18 @@ def train_codes(
         if step % config.eval_every == 0 or step == config.steps:
             validate(step)
     if validation is not None:
-        codes.load_state_dict(best[2])
+        codes.load_state_dict(best[2]["codes"])
+        if encoder is not None:
+            encoder.load_state_dict(best[2]["encoder"])
     else:
         best = (None, config.steps, None)
-    codes.eval()
+    codes.eval().to("cpu")
+    if encoder is not None:
+        encoder.eval()
     return {
         "model": "poly-encoder",
         "encoder": poly.bi_encoder.name,
-        "encoder_frozen": True,
+        "encoder_frozen": not config.train_encoder,
         "num_codes": codes.num_codes,
         "scaled": codes.scaled,
         "config": asdict(config),
@@ -194,6 +229,29 @@ def _step_loss(codes, groups: list[TrainingGroup], encodings: FrozenEncodings, c
     for index, (start, size) in enumerate(zip(starts, sizes, strict=True)):
         scores = codes.score(query_vectors[index], docs[start : start + size])
         losses.append(torch.nn.functional.cross_entropy(scores[None] * config.loss_scale, torch.zeros(1).long()))
+    return torch.stack(losses).mean()
+
+
+def _step_loss_fine_tuning(poly: PolyEncoder, groups: list[TrainingGroup], config: PolyTrainConfig):
+    """The same loss as :func:`_step_loss`, with the encoder run forward (and so trained) on every text."""
+    bi_encoder, codes = poly.bi_encoder, poly.codes
+    hidden, mask = bi_encoder.token_states([group.query for group in groups], "query")
+    query_vectors = codes.query_vectors(hidden.float(), mask)
+    texts = [text for group in groups for text in group.texts]
+    docs = bi_encoder.pooled(*bi_encoder.token_states(texts, "doc")).float()
+    sizes = [len(group.texts) for group in groups]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    if config.in_batch_negatives:
+        scores = codes.score(query_vectors, docs.expand(len(groups), -1, -1))
+        targets = torch.as_tensor(starts, dtype=torch.long, device=scores.device)
+        return torch.nn.functional.cross_entropy(scores * config.loss_scale, targets)
+    losses = [
+        torch.nn.functional.cross_entropy(
+            codes.score(query_vectors[index], docs[start : start + size])[None] * config.loss_scale,
+            torch.zeros(1, dtype=torch.long, device=docs.device),
+        )
+        for index, (start, size) in enumerate(zip(starts, sizes, strict=True))
+    ]
     return torch.stack(losses).mean()
 
 
