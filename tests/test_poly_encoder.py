@@ -234,6 +234,8 @@ def test_training_settings_are_checked():
         PolyTrainConfig(steps=0)
     with pytest.raises(ValueError, match="in_batch_negatives"):
         PolyTrainConfig(num_negatives=0, in_batch_negatives=False)
+    with pytest.raises(ValueError, match="learning rates"):
+        PolyTrainConfig(encoder_lr=0)
 
 
 class TestPolyTextScorerContract(pt.testing.TransformerTestCase):
@@ -293,4 +295,6 @@ def test_fine_tuning_the_encoder(shared_data, candidates, tmp_path):
     assert (tmp_path / "tuned" / "encoder" / "config.json").is_file()
     loaded = PolyEncoder(tmp_path / "tuned")
     assert loaded.bi_encoder.normalize is True and loaded.bi_encoder.pooling == "mean"
+    with pytest.warns(UserWarning, match="fine-tuned encoder"):
+        PolyEncoder(tmp_path / "tuned", bi_encoder=pts.BiEncoder())
     np.testing.assert_allclose(loaded.text_scorer()(candidates)["score"], expected, atol=1e-5)

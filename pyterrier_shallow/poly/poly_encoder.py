@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,6 +66,11 @@ class PolyEncoder:
         config = read_config(folder, shipped=model is None)
         codes = PolyCodes(config["num_codes"], config["dimension"], scaled=config["scaled"])
         codes.load_state_dict(_load_codes(folder / CODES_FILE))
+        if bi_encoder is not None and (folder / ENCODER_FOLDER).is_dir():
+            warnings.warn(
+                f"{folder} holds its own fine-tuned encoder; scoring with {bi_encoder!r} instead gives other scores",
+                stacklevel=2,
+            )
         if bi_encoder is None:
             encoder_dir = folder / ENCODER_FOLDER
             source = str(encoder_dir) if encoder_dir.is_dir() else config["encoder"]

@@ -56,6 +56,8 @@ class PolyTrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.num_negatives < 0:
             raise ValueError(f"num_negatives must be non-negative, got {self.num_negatives}")
+        if self.lr <= 0 or self.encoder_lr <= 0:
+            raise ValueError("learning rates must be positive")
         if self.num_negatives == 0 and not self.in_batch_negatives:
             raise ValueError("with no hard negatives, in_batch_negatives must be on")
 
