@@ -49,7 +49,7 @@ class PolyIndexReranker(pt.Transformer):
         require_str_ids(inp, who="PolyIndexReranker")
         require_texts(inp, "query", who="PolyIndexReranker", allow_empty=False)
         vectors = self.vectors(inp["docno"].tolist())
-        return with_scores(inp, _score_by_query(self.poly, inp, vectors, self.verbose))
+        return with_scores(inp, self.poly.score_pairs(inp["query"].tolist(), vectors, verbose=self.verbose))
 
     def vectors(self, docnos: list[str]) -> np.ndarray:
         """Returns the stored vectors of ``docnos`` (float32, one row each).
@@ -107,23 +107,7 @@ class PolyTextScorer(pt.Transformer):
         else:
             require_texts(inp, field, who="PolyTextScorer", allow_empty=True)
             vectors = np.stack(encode_column(inp[field], self.poly.bi_encoder.encode_docs, self.verbose))
-        return with_scores(inp, _score_by_query(self.poly, inp, vectors, self.verbose))
-
-
-def _score_by_query(poly: PolyEncoder, inp: pd.DataFrame, vectors: np.ndarray, verbose: bool) -> np.ndarray:
-    if vectors.shape[1] != poly.codes.dimension:
-        raise ValueError(
-            f"document vectors have {vectors.shape[1]} dimensions, the poly-encoder {poly.codes.dimension}"
-        )
-    codes, unique = pd.factorize(inp["query"], sort=False)
-    query_vectors = poly.encode_queries(list(unique), verbose=verbose)
-    scores = np.empty(len(inp), dtype=np.float32)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(unique) + 1))
-    for index in pt.tqdm(range(len(unique)), desc="PolyEncoder", unit="query", disable=not verbose):
-        rows = order[bounds[index] : bounds[index + 1]]
-        scores[rows] = poly.score(query_vectors[index], vectors[rows])
-    return scores
+        return with_scores(inp, self.poly.score_pairs(inp["query"].tolist(), vectors, verbose=self.verbose))
 
 
 def _reconstruct(index: faiss.Index, ids: np.ndarray) -> np.ndarray:

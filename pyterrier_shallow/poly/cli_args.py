@@ -8,10 +8,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
-from pyterrier_shallow.train.cli_args import _DATA_HELP, _Collections, _source, _validation, parse_data_spec
-from pyterrier_shallow.train.data import MixedSource
+from pyterrier_shallow.train.cli_args import (
+    _DATA_HELP,
+    _Collections,
+    _source,
+    _validation,
+    combine_sources,
+    parse_data_spec,
+    source_weights,
+    torch_threads,
+)
 
 
 def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -90,18 +96,15 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
 
     if not args.data:
         raise ValueError("give some training data with --data")
-    weights = [spec.weight for spec in args.data]
-    if any(weight is None for weight in weights) and not all(weight is None for weight in weights):
-        raise ValueError("give a @WEIGHT to every data source, or to none")
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+    if args.train_encoder and len(args.codes) > 1:
+        raise ValueError("--train-encoder trains one poly-encoder at a time: give one --codes value")
+    weights = source_weights(args.data)
+    with torch_threads(args.threads):
         collections = _Collections(args)
         validation, validation_label, held_out = _validation(args, collections)
         sources = [_source(spec, args, collections, held_out if spec.label == validation_label else set())
                    for spec in args.data]
-        source = sources[0] if len(sources) == 1 else MixedSource(sources, None if weights[0] is None else weights)
+        source = combine_sources(sources, weights)
         encoder = BiEncoder(args.encoder, query_length=args.query_length, doc_length=args.doc_length,
                             device=args.device, warn_truncation=False)
         config = PolyTrainConfig(
@@ -112,8 +115,6 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
         )
         command = f"pyterrier-shallow train-poly {shlex.join(argv if argv is not None else sys.argv[2:])}"
         encodings, cards = None, {}
-        if args.train_encoder and len(args.codes) > 1:
-            raise ValueError("--train-encoder trains one poly-encoder at a time: give one --codes value")
         for num_codes in args.codes:
             poly = PolyEncoder.fresh(encoder, num_codes=num_codes, scaled=args.scaled, init_std=args.init_std,
                                      seed=args.seed)
@@ -123,8 +124,6 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
             output = Path(args.out) if len(args.codes) == 1 else Path(args.out) / f"m{num_codes}"
             poly.save(output, card={**card, "command": command}, save_encoder=args.train_encoder)
             cards[output] = card
-    finally:
-        torch.set_num_threads(threads)
     for output, card in cards.items():
         print(f"saved {output} (best step {card['best_step']} of {args.steps})")
         for point in (card["validation"] or {}).get("curve", []):

@@ -157,17 +157,31 @@ class PolyEncoder:
                                   torch.as_tensor(doc_vectors, dtype=torch.float32, device=device))
         return scores.cpu().numpy().astype(np.float32)
 
-    def score_pairs(self, queries: Sequence[str], doc_vectors: np.ndarray) -> np.ndarray:
-        """Scores each (query, document vector) pair; each distinct query is encoded once."""
+    def score_pairs(
+        self, queries: Sequence[str], doc_vectors: np.ndarray, *, verbose: bool = False
+    ) -> np.ndarray:
+        """Scores each (query, document vector) pair; each distinct query is encoded once.
+
+        Args:
+            queries: One query per pair.
+            doc_vectors: ``(pairs, dimension)`` document vectors.
+            verbose: Show progress bars over query encoding and scoring.
+        """
         if len(queries) != len(doc_vectors):
             raise ValueError(f"{len(queries)} queries but {len(doc_vectors)} document vectors")
         scores = np.empty(len(queries), dtype=np.float32)
         if len(queries) == 0:
             return scores
+        if doc_vectors.shape[1] != self.codes.dimension:
+            raise ValueError(
+                f"document vectors have {doc_vectors.shape[1]} dimensions, the poly-encoder {self.codes.dimension}"
+            )
         codes, unique = _factorize(queries)
-        query_vectors = self.encode_queries(unique)
-        for index in range(len(unique)):
-            rows = np.flatnonzero(codes == index)
+        query_vectors = self.encode_queries(unique, verbose=verbose)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(unique) + 1))
+        for index in pt.tqdm(range(len(unique)), desc="PolyEncoder", unit="query", disable=not verbose):
+            rows = order[bounds[index] : bounds[index + 1]]
             scores[rows] = self.score(query_vectors[index], doc_vectors[rows])
         return scores
 

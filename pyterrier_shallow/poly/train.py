@@ -215,36 +215,39 @@ def train_codes(
 
 
 def _step_loss(codes, groups: list[TrainingGroup], encodings: FrozenEncodings, config: PolyTrainConfig):
+    """The step's loss over the cached outputs of the frozen encoder."""
     queries = [group.query for group in groups]
     texts = [text for group in groups for text in group.texts]
     encodings.add(queries, texts)
     hidden, mask = pad_tokens([encodings.query_tokens[query] for query in queries])
-    query_vectors = codes.query_vectors(hidden, mask)  # (queries, m, dimension)
     docs = torch.from_numpy(np.stack([encodings.doc_vectors[text] for text in texts]))
-    sizes = [len(group.texts) for group in groups]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    if config.in_batch_negatives:
-        scores = codes.score(query_vectors, docs.expand(len(groups), -1, -1))  # (queries, all texts)
-        targets = torch.as_tensor(starts, dtype=torch.long)
-        return torch.nn.functional.cross_entropy(scores * config.loss_scale, targets)
-    losses = []
-    for index, (start, size) in enumerate(zip(starts, sizes, strict=True)):
-        scores = codes.score(query_vectors[index], docs[start : start + size])
-        losses.append(torch.nn.functional.cross_entropy(scores[None] * config.loss_scale, torch.zeros(1).long()))
-    return torch.stack(losses).mean()
+    return _group_loss(codes, codes.query_vectors(hidden, mask), docs, groups, config)
 
 
 def _step_loss_fine_tuning(poly: PolyEncoder, groups: list[TrainingGroup], config: PolyTrainConfig):
     """The same loss as :func:`_step_loss`, with the encoder run forward (and so trained) on every text."""
     bi_encoder, codes = poly.bi_encoder, poly.codes
     hidden, mask = bi_encoder.token_states([group.query for group in groups], "query")
-    query_vectors = codes.query_vectors(hidden.float(), mask)
     texts = [text for group in groups for text in group.texts]
     docs = bi_encoder.pooled(*bi_encoder.token_states(texts, "doc")).float()
+    return _group_loss(codes, codes.query_vectors(hidden.float(), mask), docs, groups, config)
+
+
+def _group_loss(codes, query_vectors: torch.Tensor, docs: torch.Tensor, groups: list[TrainingGroup],
+                config: PolyTrainConfig) -> torch.Tensor:
+    """Softmax cross-entropy of each group's positive (its first text) among its texts, or all the step's texts.
+
+    Args:
+        codes: The poly-encoder's codes.
+        query_vectors: ``(queries, m, dimension)``, one row per group.
+        docs: ``(texts, dimension)``: every group's texts, group after group.
+        groups: The step's groups.
+        config: Says whether other groups' texts are negatives, and the score scale.
+    """
     sizes = [len(group.texts) for group in groups]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     if config.in_batch_negatives:
-        scores = codes.score(query_vectors, docs.expand(len(groups), -1, -1))
+        scores = codes.score(query_vectors, docs.expand(len(groups), -1, -1))  # (queries, all texts)
         targets = torch.as_tensor(starts, dtype=torch.long, device=scores.device)
         return torch.nn.functional.cross_entropy(scores * config.loss_scale, targets)
     losses = [

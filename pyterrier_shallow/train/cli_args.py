@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shlex
 import sys
@@ -171,13 +172,35 @@ def main_train(argv: Sequence[str] | None = None) -> int:
 
 def run_train(args: argparse.Namespace, *, argv: Sequence[str] | None = None) -> int:
     """Builds the data, validation and model that ``args`` describe and trains; returns 0."""
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         return _run(args, argv if argv is not None else sys.argv[2:])
-    finally:
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Runs the block with ``threads`` CPU threads for torch (``None``: unchanged), restoring them afterwards."""
+    previous = torch.get_num_threads()
+    if threads:
         torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def source_weights(specs: Sequence[DataSpec]) -> list[float] | None:
+    """The specs' ``@WEIGHT`` s, or ``None`` when none has one; raises when only some have one."""
+    weights = [spec.weight for spec in specs]
+    if all(weight is None for weight in weights):
+        return None
+    if any(weight is None for weight in weights):
+        raise ValueError("give a @WEIGHT to every data source, or to none")
+    return weights
+
+
+def combine_sources(sources: list[TrainingSource], weights: list[float] | None) -> TrainingSource:
+    """One source as it is, several mixed by ``weights`` (``None``: in proportion to their queries)."""
+    return sources[0] if len(sources) == 1 else MixedSource(sources, weights)
 
 
 class _Collections:
@@ -280,16 +303,13 @@ def _distillation_source(spec: DataSpec, args, collections: _Collections, held_o
 
 def _pseudo_distillation_input(spec: DataSpec, args, collections: _Collections):
     """Pseudo-queries of a corpus, BM25 over the documents' bodies, and the bodies, for the teacher to score."""
-    from ..bm25 import bm25
-    from ._io import digest
-    from .pseudo_queries import pseudo_queries
+    from .pseudo_queries import bodies_retriever, pseudo_queries
 
     mode = "title" if spec.kind == "pseudo-title" else "first_sentence"
     topics, _, docs = pseudo_queries(corpus_iter(collections.dataset(spec.name), spec.split), mode=mode,
                                      max_queries=args.max_pseudo_queries, seed=args.seed)
-    folder = collections.index_dir / "pseudo" / f"bodies-{digest(sorted(docs.items()))}"
-    retriever = bm25([{"docno": docno, "text": body} for docno, body in docs.items()], folder,
-                     num_results=args.distill_depth, fields=("text",), verbose=collections.verbose)
+    retriever, _ = bodies_retriever(docs, collections.index_dir / "pseudo", depth=args.distill_depth,
+                                    verbose=collections.verbose)
     return topics, retriever, docs
 
 
@@ -313,10 +333,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise ValueError("--distill needs --teacher")
     if not args.data and not args.distill:
         raise ValueError("give some training data: --data, or --distill with --teacher")
-    specs = [*args.data, *args.distill]
-    weights = [spec.weight for spec in specs]
-    if any(weight is None for weight in weights) and not all(weight is None for weight in weights):
-        raise ValueError("give a @WEIGHT to every data source, or to none")
+    weights = source_weights([*args.data, *args.distill])
     collections = _Collections(args)
     validation, validation_label, held_out = _validation(args, collections)
     sources = [_source(spec, args, collections, held_out if spec.label == validation_label else set())
@@ -326,10 +343,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         for spec in args.distill:
             label_held_out = held_out if spec.label == validation_label else set()
             sources.append(_distillation_source(spec, args, collections, label_held_out, teacher))
-    if len(sources) == 1:
-        source = sources[0]
-    else:
-        source = MixedSource(sources, None if weights[0] is None else weights)
+    source = combine_sources(sources, weights)
 
     output = Path(args.out)
     init_dir = output / "_training" / "init"

@@ -89,6 +89,22 @@ def _split(doc: dict, text: str, *, mode: str, title_field: str) -> tuple[str, s
     return safe_query(parts[0]), parts[1]
 
 
+def bodies_retriever(
+    docs: dict[str, str], index_dir: str | os.PathLike, *, depth: int, verbose: bool = False
+) -> tuple:
+    """BM25 over the bodies that :func:`pseudo_queries` returned, indexed once in ``index_dir``.
+
+    Returns:
+        The retriever (``depth`` results a query) and the index folder's name, derived from the bodies.
+    """
+    index_path = Path(index_dir) / f"bodies-{digest(sorted(docs.items()))}"
+    retriever = bm25(
+        [{"docno": docno, "text": body} for docno, body in docs.items()], index_path, num_results=depth,
+        fields=("text",), verbose=verbose,
+    )
+    return retriever, index_path.name
+
+
 def pseudo_query_source(
     corpus_iter: Iterable[dict],
     index_dir: str | os.PathLike,
@@ -120,13 +136,9 @@ def pseudo_query_source(
         **options: Passed on to :func:`pseudo_queries`.
     """
     topics, qrels, docs = pseudo_queries(corpus_iter, mode=mode, max_queries=max_queries, seed=seed, **options)
-    index_path = Path(index_dir) / f"bodies-{digest(sorted(docs.items()))}"
-    retriever = bm25(
-        [{"docno": docno, "text": body} for docno, body in docs.items()], index_path, num_results=depth,
-        fields=("text",), verbose=verbose,
-    )
+    retriever, index_name = bodies_retriever(docs, index_dir, depth=depth, verbose=verbose)
     negatives = NegativePool.mine(
         retriever, topics, qrels, depth=depth, corpus_docnos=list(docs), sample_depth=sample_depth,
-        cache_dir=index_dir, key=f"bm25:{index_path.name}", verbose=verbose,
+        cache_dir=index_dir, key=f"bm25:{index_name}", verbose=verbose,
     )
     return RankingSource(topics, qrels, docs, negatives, name=f"{name} ({mode})")
