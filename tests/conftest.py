@@ -13,6 +13,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("PYTERRIER_SHALLOW_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models run faster on one thread than on two contended ones; the setting is restored afterwards.
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    from pyterrier_shallow.train.cli_args import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The folder of real test collections (``../shared/data``)."""

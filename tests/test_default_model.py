@@ -12,15 +12,11 @@ from pyterrier_shallow._hf import DEFAULT_CROSS_ENCODER_DIR
 from pyterrier_shallow.bm25 import bm25
 
 MODEL_DIR = DEFAULT_CROSS_ENCODER_DIR
-pytestmark = pytest.mark.skipif(not (MODEL_DIR / "config.json").is_file(), reason="no default cross-encoder shipped")
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    pytest.mark.skipif(not (MODEL_DIR / "config.json").is_file(), reason="no default cross-encoder shipped"),
+]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_model_folder_is_complete_and_small():

@@ -2,7 +2,6 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 import pytest
-import torch
 from pyterrier_pisa import PisaIndex
 
 from pyterrier_shallow import CrossEncoder, datasets
@@ -20,14 +19,8 @@ from pyterrier_shallow.train import (
     score_with_teacher,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models train faster on one thread than on two contended ones; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -27,14 +27,8 @@ QUERY_LENGTH, DOC_LENGTH = 16, 48
 TINY = dict(queries_per_step=3, num_negatives=3, micro_batch_size=16, query_length=QUERY_LENGTH,
             doc_length=DOC_LENGTH, lr=1e-4, head_lr=1e-3, warmup_steps=1, freeze_embeddings=True)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models train faster on one thread than on two contended ones; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 import pytest
-import torch
 
 from pyterrier_shallow import TextLoader, datasets
 from pyterrier_shallow.bm25 import bm25
@@ -10,13 +9,8 @@ from pyterrier_shallow.dense import BiEncoder
 from pyterrier_shallow.train import score_with_teacher
 from pyterrier_shallow.train.teacher import HybridTeacher, per_query_zscores
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
