@@ -2,32 +2,42 @@
 
 Part 1 runs pyterrier_shallow.budget.sweep: BM25 (PISA) followed by each reranker at each depth k, effectiveness
 from one scoring pass at the deepest k, latency measured per query (queries one at a time, after warm-up) on a
-sample of the topics. The rerankers are cross-encoders cut from all-MiniLM-L6-v2 (2 and 6 layers, untrained heads:
-their latency is that of real models, their effectiveness is not reported), the shipped cross-encoder when present,
-and all-MiniLM-L6-v2 as a bi-encoder scorer of (query, text) pairs (a trained model, so its effectiveness is real).
-Part 2 serves queries with BudgetedReranker at several budgets and reports the measured latency of its stage and
-the depth it chose.
+sample of the topics. The rerankers are trained models only, so every effectiveness figure is real: the
+cross-encoders named with ``--cross-encoder NAME=PATH`` (and the shipped one when present), and all-MiniLM-L6-v2 as
+a bi-encoder scorer of (query, text) pairs, whole and cut to the layers named by ``--bi-encoder-layers``.
+Part 2 serves queries with BudgetedReranker (over each cross-encoder) at several budgets and reports the measured
+latency of its stage, the depth it chose and the nDCG@10 of what it returned.
 
-    python benchmarks/bench_budget.py --queries 30 --latency-queries 5 --max-depth 100 --plot docs/budget_sweep.png
+    python benchmarks/bench_budget.py --cross-encoder "CE 2 layers=runs/ctx3" --queries 93 --latency-queries 10 \
+        --max-depth 100 --plot docs/budget_sweep.png
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pyterrier as pt
 import torch
 from _machine import describe_machine
-from bench_cross_encoder import build_checkpoint
 
 import pyterrier_shallow as pts
-from pyterrier_shallow._hf import DEFAULT_CROSS_ENCODER_DIR
+from pyterrier_shallow._hf import DEFAULT_CROSS_ENCODER_DIR, minilm_path
 from pyterrier_shallow.bm25 import bm25
-from pyterrier_shallow.budget import BudgetedReranker, SweepResult, depth_grid, measure_latency, plot_tradeoff, sweep
+from pyterrier_shallow.budget import BudgetedReranker, depth_grid, measure_latency, plot_tradeoff, sweep
 
-UNTRAINED = "(untrained head)"
+
+def cut_bi_encoder(layers: int, directory: Path) -> Path:
+    """all-MiniLM-L6-v2 with only its first ``layers`` layers, saved as a sentence-transformers folder."""
+    from transformers import AutoModel
+
+    source = minilm_path()
+    shutil.copytree(source, directory, ignore=shutil.ignore_patterns("model.safetensors"))
+    AutoModel.from_pretrained(source, num_hidden_layers=layers).save_pretrained(directory)
+    return directory
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -51,6 +61,8 @@ def main() -> None:
     parser.add_argument("--budget-queries", type=int, default=20, help="topics served by BudgetedReranker")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--cross-encoder", action="append", default=[], help="NAME=PATH of a trained cross-encoder")
+    parser.add_argument("--bi-encoder-layers", default="2,6", help="all-MiniLM-L6-v2 scorers cut to these layers")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     budgets = [float(value) for value in args.budgets.split(",")]
@@ -61,15 +73,19 @@ def main() -> None:
         tmp = Path(tmp)
         first_stage = bm25(dataset, tmp / "bm25", num_results=args.max_depth)
         text = pts.TextLoader(dataset)
-        cross_encoders = {
-            f"CE 2 layers {UNTRAINED}": pts.CrossEncoder(build_checkpoint(tmp / "l2", 2), warn_truncation=False),
-            f"CE 6 layers {UNTRAINED}": pts.CrossEncoder(build_checkpoint(tmp / "l6", 6), warn_truncation=False),
-        }
+        cross_encoders = {}
+        for spec in args.cross_encoder:
+            name, _, path = spec.partition("=")
+            cross_encoders[name] = pts.CrossEncoder(path, warn_truncation=False)
         if (DEFAULT_CROSS_ENCODER_DIR / "config.json").is_file():
             cross_encoders["CE shipped"] = pts.CrossEncoder(warn_truncation=False)
         from pyterrier_shallow.dense import BiEncoder
 
-        rerankers = {**cross_encoders, "MiniLM-L6 bi-encoder scorer": BiEncoder().text_scorer()}
+        scorers = {}
+        for layers in sorted(int(value) for value in args.bi_encoder_layers.split(",") if value):
+            source = None if layers == 6 else cut_bi_encoder(layers, tmp / f"minilm-l{layers}")
+            scorers[f"bi-encoder scorer, {layers} layers"] = BiEncoder(source, warn_truncation=False).text_scorer()
+        rerankers = {**cross_encoders, **scorers}
         result = sweep(
             first_stage,
             rerankers,
@@ -79,18 +95,14 @@ def main() -> None:
             depths=depth_grid(args.max_depth),
             latency_queries=args.latency_queries,
         )
-        table = result.table.copy()
-        table.loc[table["model"].str.contains(UNTRAINED, regex=False), result.measure] = float("nan")
-        print(f"machine: {describe_machine()}; shared with other work, so timings are noisy")
+        print(f"machine: {describe_machine()}")
         print(result.describe())
-        print(markdown(table.round(4)))
-        trained = table[table[result.measure].notna()]
-        best = SweepResult(trained, result.measure, result.effectiveness_queries, result.latency_queries)
-        print("best (model, depth) per budget, among models with real effectiveness figures:")
-        print(markdown(best.budget_table(budgets).round(4)))
+        print(markdown(result.table.round(4)))
+        print("best (model, depth) per budget:")
+        print(markdown(result.budget_table(budgets).round(4)))
         if args.plot is not None:
             plot_tradeoff(
-                best,
+                result,
                 args.plot,
                 budgets_ms=budgets,
                 title=f"Vaswani, {result.effectiveness_queries} queries: {result.measure} against latency",
@@ -106,6 +118,8 @@ def main() -> None:
                 report = measure_latency(first_stage, served, reranker=text >> budgeted, warmup=2)
                 stage = report.summary().set_index("stage").loc["rerank"]
                 log = budgeted.log.tail(len(served))
+                returned = (first_stage >> text >> budgeted)(served)
+                effectiveness = pt.Evaluate(returned, qrels, metrics=[pt.measures.nDCG @ 10])["nDCG@10"]
                 rows.append(
                     {
                         "model": name,
@@ -117,10 +131,13 @@ def main() -> None:
                         "mean depth": log["depth"].mean(),
                         "min depth": log["depth"].min(),
                         "max depth": log["depth"].max(),
+                        "nDCG@10": effectiveness,
                     }
                 )
+        alone = pt.Evaluate(first_stage(served), qrels, metrics=[pt.measures.nDCG @ 10])["nDCG@10"]
         print(
-            f"BudgetedReranker on {len(served)} Vaswani queries (BM25 top {args.max_depth}, queries one at a time); "
+            f"BudgetedReranker on {len(served)} Vaswani queries (BM25 alone: nDCG@10 {alone:.4f}; "
+            f"BM25 top {args.max_depth}, queries one at a time); "
             "'stage' is text loading + BudgetedReranker"
         )
         print(markdown(pd.DataFrame(rows).round(2)))

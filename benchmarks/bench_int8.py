@@ -45,6 +45,7 @@ def onnx_runners(ce: pts.CrossEncoder, directory: Path, threads: int) -> dict:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError:
         return {}
+    ce.model  # noqa: B018 - loads the model and its pair tokenizer
     sample = ce._pairs.collate(ce._pairs.encode(["a query"] * 2, ["a document", "another document"]), np.arange(2))
     directory.mkdir(parents=True, exist_ok=True)
     full, small = directory / "model.onnx", directory / "model.int8.onnx"

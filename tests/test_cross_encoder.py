@@ -1,9 +1,5 @@
-import pickle
-import warnings
-
 import numpy as np
 import pandas as pd
-import pyterrier as pt
 import pytest
 import torch
 
@@ -35,18 +31,6 @@ def test_two_logit_head_scores_relevant_minus_irrelevant(two_logit_checkpoint, n
     logits = _reference_scores(two_logit_checkpoint, frame)
     assert logits.shape == (12, 2)
     np.testing.assert_allclose(ours["score"].to_numpy(), logits[:, 1] - logits[:, 0], atol=1e-4)
-
-
-def test_output_contract(scorer, nfcorpus_pairs):
-    frame = nfcorpus_pairs.assign(extra=range(len(nfcorpus_pairs)), rank=0)
-    out = scorer(frame)
-    assert list(out.columns[: len(frame.columns) - 1]) == [c for c in frame.columns if c != "rank"]
-    assert out["score"].dtype == np.float32
-    assert (out["extra"].to_numpy() == frame["extra"].to_numpy()).all()
-    for _, group in out.groupby("qid"):
-        ordered = group.sort_values("rank")
-        assert ordered["rank"].tolist() == list(range(len(group)))
-        assert ordered["score"].is_monotonic_decreasing
 
 
 def test_batching_does_not_change_scores(shallow_checkpoint, scorer, nfcorpus_pairs):
@@ -82,59 +66,6 @@ def test_long_query_is_cut_to_query_length_and_counted(shallow_checkpoint, nfcor
     assert scorer.last_stats.tokens == 3 * 64
 
 
-def test_duplicate_docnos_are_all_kept(scorer, nfcorpus_pairs):
-    frame = pd.concat([nfcorpus_pairs.head(4), nfcorpus_pairs.head(2)], ignore_index=True)
-    out = scorer(frame)
-    assert len(out) == 6
-    np.testing.assert_allclose(out["score"].iloc[4:].to_numpy(), out["score"].iloc[:2].to_numpy(), atol=1e-5)
-
-
-def test_empty_frame(scorer):
-    empty = pd.DataFrame(columns=["qid", "query", "docno", "text"])
-    out = scorer(empty)
-    assert len(out) == 0
-    assert {"score", "rank"} <= set(out.columns)
-
-
-def test_empty_text_is_scored(scorer, nfcorpus_pairs):
-    frame = nfcorpus_pairs.head(2).copy()
-    frame.loc[frame.index[0], "text"] = ""
-    out = scorer(frame)
-    assert np.isfinite(out["score"]).all()
-
-
-@pytest.mark.parametrize("missing", ["text", "query"])
-def test_missing_column_is_named(scorer, nfcorpus_pairs, missing):
-    with pytest.raises(KeyError, match=missing):
-        scorer(nfcorpus_pairs.drop(columns=[missing]))
-
-
-def test_missing_text_value(scorer, nfcorpus_pairs):
-    frame = nfcorpus_pairs.head(3).astype({"text": object})
-    frame.loc[frame.index[1], "text"] = None
-    with pytest.raises(ValueError, match="missing or non-string 'text'"):
-        scorer(frame)
-
-
-def test_empty_query(scorer, nfcorpus_pairs):
-    with pytest.raises(ValueError, match="empty 'query'"):
-        scorer(nfcorpus_pairs.head(2).assign(query="  "))
-
-
-def test_numeric_ids_are_rejected(scorer, nfcorpus_pairs):
-    with pytest.raises(TypeError, match="'qid' must hold str"):
-        scorer(nfcorpus_pairs.head(2).assign(qid=[1, 2]))
-
-
-def test_pickle_round_trip_reloads_the_model(scorer, nfcorpus_pairs):
-    frame = nfcorpus_pairs.head(5)
-    before = scorer(frame)["score"].to_numpy()
-    payload = pickle.dumps(scorer)
-    assert len(payload) < 100_000  # the weights are not pickled: the worker reloads them
-    clone = pickle.loads(payload)
-    np.testing.assert_allclose(clone(frame)["score"].to_numpy(), before, atol=1e-6)
-
-
 def test_preloaded_model_and_tokenizer(shallow_checkpoint, scorer, nfcorpus_pairs):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -157,28 +88,6 @@ def test_unknown_model_source_explains_itself(tmp_path):
 def test_max_length_beyond_the_model_is_rejected(shallow_checkpoint, nfcorpus_pairs):
     with pytest.raises(ValueError, match="position embeddings"):
         pts.CrossEncoder(shallow_checkpoint, max_length=4096)(nfcorpus_pairs.head(1))
-
-
-def test_verbose_progress_bar(shallow_checkpoint, nfcorpus_pairs, capsys):
-    pts.CrossEncoder(shallow_checkpoint, max_length=256, verbose=True, warn_truncation=False)(nfcorpus_pairs.head(4))
-    assert "CrossEncoder" in capsys.readouterr().err
-
-
-def test_composes_in_a_pipeline(scorer, nfcorpus_pairs):
-    pipeline = scorer % 3
-    out = pipeline(nfcorpus_pairs)
-    assert out.groupby("qid").size().max() == 3
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert isinstance(pipeline, pt.Transformer)
-
-
-class TestCrossEncoderContract(pt.testing.TransformerTestCase):
-    @staticmethod
-    def get_transformer():
-        from pyterrier_shallow._hf import minilm_path
-
-        return pts.CrossEncoder(minilm_path(), max_length=128, warn_truncation=False)
 
 
 def test_lengths_default_to_those_of_training(shallow_checkpoint, tmp_path, nfcorpus_pairs):

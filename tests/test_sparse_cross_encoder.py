@@ -1,9 +1,4 @@
-import pickle
-import warnings
-
 import numpy as np
-import pandas as pd
-import pyterrier as pt
 import pytest
 import torch
 
@@ -87,18 +82,6 @@ def test_batching_and_order_do_not_change_scores(sparse, dense, nfcorpus_pairs):
     np.testing.assert_allclose(one.loc[many.index].to_numpy(), many.to_numpy(), atol=1e-5)
 
 
-def test_output_contract(sparse, nfcorpus_pairs):
-    frame = nfcorpus_pairs.iloc[::2].assign(extra=range(30), rank=0)
-    out = sparse(frame)
-    assert list(out.columns[: len(frame.columns) - 1]) == [c for c in frame.columns if c != "rank"]
-    assert out["score"].dtype == np.float32
-    assert (out["extra"].to_numpy() == frame["extra"].to_numpy()).all()
-    for _, group in out.groupby("qid"):
-        ordered = group.sort_values("rank")
-        assert ordered["rank"].tolist() == list(range(len(group)))
-        assert ordered["score"].is_monotonic_decreasing
-
-
 def test_from_cross_encoder_shares_the_loaded_model_and_settings(dense):
     sparse = SparseCrossEncoder.from_cross_encoder(dense, window=2, batch_size=5)
     assert sparse.model is dense.model
@@ -131,33 +114,6 @@ def test_long_query_is_cut_and_counted(sparse, nfcorpus_pairs):
     assert short.last_stats.tokens == 3 * 64
 
 
-def test_duplicates_empty_texts_and_empty_frames(sparse, nfcorpus_pairs):
-    frame = pd.concat([nfcorpus_pairs.head(4), nfcorpus_pairs.head(2)], ignore_index=True)
-    frame.loc[3, "text"] = ""
-    out = sparse(frame)
-    assert len(out) == 6 and np.isfinite(out["score"]).all()
-    np.testing.assert_allclose(out["score"].iloc[4:].to_numpy(), out["score"].iloc[:2].to_numpy(), atol=1e-5)
-    empty = sparse(pd.DataFrame(columns=["qid", "query", "docno", "text"]))
-    assert len(empty) == 0 and {"score", "rank"} <= set(empty.columns)
-
-
-@pytest.mark.parametrize("missing", ["text", "query"])
-def test_missing_column_is_named(sparse, nfcorpus_pairs, missing):
-    with pytest.raises(KeyError, match=missing):
-        sparse(nfcorpus_pairs.drop(columns=[missing]))
-
-
-def test_bad_values_are_rejected(sparse, nfcorpus_pairs):
-    frame = nfcorpus_pairs.head(3).astype({"text": object})
-    frame.loc[frame.index[1], "text"] = None
-    with pytest.raises(ValueError, match="missing or non-string 'text'"):
-        sparse(frame)
-    with pytest.raises(ValueError, match="empty 'query'"):
-        sparse(nfcorpus_pairs.head(2).assign(query="  "))
-    with pytest.raises(TypeError, match="'qid' must hold str"):
-        sparse(nfcorpus_pairs.head(2).assign(qid=[1, 2]))
-
-
 def test_bad_options_are_rejected(checkpoint, nfcorpus_pairs):
     with pytest.raises(ValueError, match="kernel"):
         SparseCrossEncoder(checkpoint, kernel="dense")
@@ -188,40 +144,7 @@ def test_two_logit_head_scores_relevant_minus_irrelevant(two_logit_checkpoint, n
     np.testing.assert_allclose(sparse(frame)["score"].to_numpy(), dense(frame)["score"].to_numpy(), atol=1e-5)
 
 
-def test_pickle_round_trip_reloads_the_model(checkpoint, nfcorpus_pairs):
-    scorer = SparseCrossEncoder(checkpoint, window=4, max_length=192, warn_truncation=False)
-    frame = nfcorpus_pairs.head(5)
-    before = scorer(frame)["score"].to_numpy()
-    payload = pickle.dumps(scorer)
-    assert len(payload) < 100_000  # the weights are not pickled: the worker reloads them
-    clone = pickle.loads(payload)
-    assert clone._model is None
-    np.testing.assert_allclose(clone(frame)["score"].to_numpy(), before, atol=1e-6)
-
-
-def test_verbose_progress_bar(sparse, nfcorpus_pairs, capsys):
-    SparseCrossEncoder.from_cross_encoder(sparse, window=4, verbose=True)(nfcorpus_pairs.head(4))
-    assert "SparseCrossEncoder" in capsys.readouterr().err
-
-
-def test_composes_in_a_pipeline(sparse, nfcorpus_pairs):
-    pipeline = sparse % 3
-    out = pipeline(nfcorpus_pairs)
-    assert out.groupby("qid").size().max() == 3
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert isinstance(pipeline, pt.Transformer)
-
-
 def test_sparse_model_is_a_trainable_module(sparse, nfcorpus_pairs):
     module = sparse.sparse_model
     assert isinstance(module, torch.nn.Module)
     assert {name for name, _ in module.named_parameters()} == {f"model.{n}" for n, _ in sparse.model.named_parameters()}
-
-
-class TestSparseCrossEncoderContract(pt.testing.TransformerTestCase):
-    @staticmethod
-    def get_transformer():
-        from pyterrier_shallow._hf import minilm_path
-
-        return SparseCrossEncoder(minilm_path(), window=4, max_length=128, warn_truncation=False)
