@@ -111,6 +111,7 @@ def main() -> None:
 
         rows = []
         served = topics.sample(min(args.budget_queries, len(topics)), random_state=1)
+        served_qrels = qrels[qrels["qid"].isin(set(served["qid"]))]  # pt.Evaluate counts absent queries as 0
         for name, ce in cross_encoders.items():
             for budget in budgets:
                 budgeted = BudgetedReranker(ce, budget_ms=budget)
@@ -119,7 +120,7 @@ def main() -> None:
                 stage = report.summary().set_index("stage").loc["rerank"]
                 log = budgeted.log.tail(len(served))
                 returned = (first_stage >> text >> budgeted)(served)
-                effectiveness = pt.Evaluate(returned, qrels, metrics=[pt.measures.nDCG @ 10])["nDCG@10"]
+                effectiveness = pt.Evaluate(returned, served_qrels, metrics=[pt.measures.nDCG @ 10])["nDCG@10"]
                 rows.append(
                     {
                         "model": name,
@@ -134,7 +135,7 @@ def main() -> None:
                         "nDCG@10": effectiveness,
                     }
                 )
-        alone = pt.Evaluate(first_stage(served), qrels, metrics=[pt.measures.nDCG @ 10])["nDCG@10"]
+        alone = pt.Evaluate(first_stage(served), served_qrels, metrics=[pt.measures.nDCG @ 10])["nDCG@10"]
         print(
             f"BudgetedReranker on {len(served)} Vaswani queries (BM25 alone: nDCG@10 {alone:.4f}; "
             f"BM25 top {args.max_depth}, queries one at a time); "
