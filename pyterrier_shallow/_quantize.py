@@ -47,7 +47,10 @@ def quantize_for_cpu(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated.*")
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated.*")
-        quantized = torch.ao.quantization.quantize_dynamic(model, layers, dtype=torch.qint8, inplace=False)
+        qconfig = torch.ao.quantization.per_channel_dynamic_qconfig  # the default scales whole matrices: coarser
+        quantized = torch.ao.quantization.quantize_dynamic(
+            model, dict.fromkeys(layers, qconfig), dtype=torch.qint8, inplace=False
+        )
     return quantized.eval()
 
 

@@ -32,6 +32,19 @@ def test_int8_quantises_every_encoder_linear_and_keeps_the_head(loaded):
     assert not quantized.training
 
 
+def test_int8_weights_have_one_scale_per_output_channel(loaded):
+    model, _ = loaded
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    quantized = quantize_for_cpu(model, "int8")
+    layers = [module for module in quantized.modules() if isinstance(module, DynamicQuantizedLinear)]
+    assert layers
+    for layer in layers:
+        weight = layer.weight()
+        assert weight.qscheme() == torch.per_channel_affine
+        assert weight.q_per_channel_scales().numel() == layer.out_features
+
+
 def test_int8_hidden_states_agree_with_float32(loaded, nfcorpus_pairs):
     model, tokenizer = loaded
     quantized = quantize_for_cpu(model, "int8")
