@@ -15,7 +15,6 @@ latency of its stage, the depth it chose and the nDCG@10 of what it returned.
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,19 +24,10 @@ import torch
 from _machine import describe_machine
 
 import pyterrier_shallow as pts
-from pyterrier_shallow._hf import DEFAULT_CROSS_ENCODER_DIR, minilm_path
+from pyterrier_shallow._hf import DEFAULT_CROSS_ENCODER_DIR
 from pyterrier_shallow.bm25 import bm25
 from pyterrier_shallow.budget import BudgetedReranker, depth_grid, measure_latency, plot_tradeoff, sweep
-
-
-def cut_bi_encoder(layers: int, directory: Path) -> Path:
-    """all-MiniLM-L6-v2 with only its first ``layers`` layers, saved as a sentence-transformers folder."""
-    from transformers import AutoModel
-
-    source = minilm_path()
-    shutil.copytree(source, directory, ignore=shutil.ignore_patterns("model.safetensors"))
-    AutoModel.from_pretrained(source, num_hidden_layers=layers).save_pretrained(directory)
-    return directory
+from pyterrier_shallow.dense import BiEncoder, save_first_layers
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -79,11 +69,9 @@ def main() -> None:
             cross_encoders[name] = pts.CrossEncoder(path, warn_truncation=False)
         if (DEFAULT_CROSS_ENCODER_DIR / "config.json").is_file():
             cross_encoders["CE shipped"] = pts.CrossEncoder(warn_truncation=False)
-        from pyterrier_shallow.dense import BiEncoder
-
         scorers = {}
         for layers in sorted(int(value) for value in args.bi_encoder_layers.split(",") if value):
-            source = None if layers == 6 else cut_bi_encoder(layers, tmp / f"minilm-l{layers}")
+            source = None if layers == 6 else save_first_layers(tmp / f"minilm-l{layers}", layers)
             scorers[f"bi-encoder scorer, {layers} layers"] = BiEncoder(source, warn_truncation=False).text_scorer()
         rerankers = {**cross_encoders, **scorers}
         result = sweep(
