@@ -1,3 +1,6 @@
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyterrier as pt
@@ -142,3 +145,23 @@ def test_sweep_command_errors(shallow_checkpoint, tmp_path, capsys):
     assert main(["sweep", str(shallow_checkpoint), "--depths", "a,b"]) == 2
     assert "--depths" in capsys.readouterr().err
     assert main(["sweep", f"x={shallow_checkpoint}", f"x={shallow_checkpoint}"]) == 2
+
+
+def test_sweep_command_takes_bi_encoder_scorers_cut_to_their_first_layers(tmp_path, capsys):
+    out = tmp_path / "out"
+    work_folders = set(Path(tempfile.gettempdir()).glob("pyterrier-shallow-sweep-*"))
+    argv = ["sweep", "two=bi-encoder:@2", "six=bi-encoder:", "--queries", "2", "--depths", "1,3"]
+    argv += ["--latency-queries", "1", "--index-dir", str(tmp_path / "index"), "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    table = pd.read_csv(out / "sweep.csv")
+    assert set(table["model"]) == {"first stage", "two", "six"}
+    assert table["nDCG@10"].notna().all()
+    assert set(Path(tempfile.gettempdir()).glob("pyterrier-shallow-sweep-*")) <= work_folders  # the cut is removed
+
+
+def test_sweep_command_rejects_bad_bi_encoder_specs(tmp_path, capsys):
+    common = ["--queries", "1", "--depths", "1", "--index-dir", str(tmp_path / "index"), "--quiet"]
+    assert main(["sweep", "bi-encoder:@two", *common]) == 2
+    assert "layer count" in capsys.readouterr().err
+    assert main(["sweep", "bi-encoder:", "--precision", "int8", *common]) == 2
+    assert "cross-encoders only" in capsys.readouterr().err

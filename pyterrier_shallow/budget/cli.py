@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+BI_ENCODER = "bi-encoder:"
+"""The prefix of a ``sweep`` model spec that names a bi-encoder scorer rather than a cross-encoder."""
 
 
 def add_sweep_parser(subparsers) -> None:
@@ -14,11 +18,19 @@ def add_sweep_parser(subparsers) -> None:
         "sweep",
         help="effectiveness and per-query latency of rerankers at each rerank depth, and the best choice per budget",
         description=(
-            "BM25 followed by each cross-encoder at each rerank depth k: the measure over the topics (one scoring "
+            "BM25 followed by each reranker at each rerank depth k: the measure over the topics (one scoring "
             "pass at the deepest k) and the per-query latency (queries one at a time, on a sample of the topics)."
         ),
     )
-    parser.add_argument("models", nargs="+", help="cross-encoders as NAME=PATH (or PATH, named by its folder)")
+    parser.add_argument(
+        "models",
+        nargs="+",
+        help=(
+            "rerankers as NAME=SPEC (or SPEC, named after it): a cross-encoder's folder or hub id, or "
+            f"{BI_ENCODER}[PATH][@LAYERS] for a bi-encoder scorer (all-MiniLM-L6-v2 without PATH; its first LAYERS "
+            f"layers with @LAYERS), e.g. two={BI_ENCODER}@2 six={BI_ENCODER}"
+        ),
+    )
     parser.add_argument("--dataset", default="vaswani", help="a collection name (default: vaswani, bundled)")
     parser.add_argument("--split", default=None, help="the topics/qrels split (default: the collection's default)")
     parser.add_argument("--depths", default=None, help="comma-separated depths (default: 1,2,5,... to --max-depth)")
@@ -36,14 +48,11 @@ def add_sweep_parser(subparsers) -> None:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     """Runs the sweep the parsed arguments describe, prints its tables and writes its files."""
-    import pandas as pd
     import torch
 
     from pyterrier_shallow import datasets
     from pyterrier_shallow.bm25 import bm25
-    from pyterrier_shallow.budget.plot import plot_tradeoff
-    from pyterrier_shallow.budget.sweep import depth_grid, sweep
-    from pyterrier_shallow.cross_encoder import CrossEncoder
+    from pyterrier_shallow.budget.sweep import depth_grid
     from pyterrier_shallow.demo import cache_dir
     from pyterrier_shallow.text_loader import TextLoader
 
@@ -58,15 +67,38 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         topics = topics.head(args.queries)
     index_dir = Path(args.index_dir) if args.index_dir else cache_dir() / "bm25" / collection.name
     first_stage = bm25(collection, index_dir, num_results=max(depths), verbose=not args.quiet)
-    rerankers = {}
-    for name, path in _named_models(args.models).items():
-        rerankers[name] = CrossEncoder(path, precision=args.precision, warn_truncation=False)
+    work = Path(tempfile.mkdtemp(prefix="pyterrier-shallow-sweep-"))
+    try:
+        rerankers = {
+            name: _reranker(spec, precision=args.precision, work=work / str(number))
+            for number, (name, spec) in enumerate(_named_models(args.models).items())
+        }
+        return _sweep_and_report(args, first_stage, rerankers, topics, qrels, TextLoader(collection), depths, budgets)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _sweep_and_report(
+    args: argparse.Namespace,
+    first_stage,
+    rerankers: dict,
+    topics,
+    qrels,
+    text_loader,
+    depths: list[int],
+    budgets: list[float],
+) -> int:
+    import pandas as pd
+
+    from pyterrier_shallow.budget.plot import plot_tradeoff
+    from pyterrier_shallow.budget.sweep import sweep
+
     result = sweep(
         first_stage,
         rerankers,
         topics,
         qrels,
-        text_loader=TextLoader(collection),
+        text_loader=text_loader,
         depths=depths,
         latency_queries=args.latency_queries,
         verbose=not args.quiet,
@@ -83,6 +115,27 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         plot_tradeoff(result, out / "sweep.png", budgets_ms=budgets)
         print(f"wrote {out / 'sweep.csv'}, {out / 'budgets.csv'} and {out / 'sweep.png'}")
     return 0
+
+
+def _reranker(spec: str, *, precision: str, work: Path):
+    """A cross-encoder for a folder or hub id; a bi-encoder scorer for ``bi-encoder:[PATH][@LAYERS]``."""
+    if not spec.startswith(BI_ENCODER):
+        from pyterrier_shallow.cross_encoder import CrossEncoder
+
+        return CrossEncoder(spec, precision=precision, warn_truncation=False)
+    from pyterrier_shallow.dense import BiEncoder, save_first_layers
+
+    if precision != "float32":
+        raise ValueError(f"--precision {precision} applies to cross-encoders only, not to {spec!r}")
+    source, at, layers = spec.removeprefix(BI_ENCODER).partition("@")
+    source = source or None
+    if at:
+        try:
+            num_layers = int(layers)
+        except ValueError as err:
+            raise ValueError(f"{spec!r}: the number after @ must be a layer count") from err
+        source = save_first_layers(work, num_layers, source)
+    return BiEncoder(source, warn_truncation=False).text_scorer()
 
 
 def _ints(text: str) -> list[int]:
