@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 import pytest
+from _ranking import assert_fresh_ranks
 
 import pyterrier_shallow.dense as dense
 from pyterrier_shallow._hf import minilm_path
@@ -181,10 +182,7 @@ def test_text_scorer_matches_cosine(model, reference, results):
     expected = _cosine(reference.encode(results["query"].tolist()), reference.encode(results["text"].tolist()))
     np.testing.assert_allclose(out["score"].to_numpy(), expected, atol=1e-5)
     assert (out["extra"].to_numpy() == results["extra"].to_numpy()).all()
-    for _, group in out.groupby("qid"):
-        ordered = group.sort_values("rank")
-        assert ordered["rank"].tolist() == list(range(len(group)))
-        assert ordered["score"].is_monotonic_decreasing
+    assert_fresh_ranks(out)
 
 
 def test_text_scorer_uses_vectors_already_there(model, results):

@@ -8,6 +8,7 @@ import pandas as pd
 import pyterrier as pt
 import pytest
 import torch
+from _ranking import assert_fresh_ranks
 
 import pyterrier_shallow as pts
 from pyterrier_shallow.datasets import vaswani
@@ -152,9 +153,7 @@ def test_reranker_contract(trained_poly, flat_index, candidates):
     assert list(candidates.columns) == [column for column in out.columns if column in candidates.columns]
     assert out["score"].dtype == np.float32
     assert (out["extra"] == "kept").all()
-    for _, group in out.groupby("qid"):
-        assert sorted(group["rank"]) == list(range(len(group)))
-        assert group.sort_values("rank")["score"].is_monotonic_decreasing
+    assert_fresh_ranks(out)
     empty = reranker(candidates.iloc[:0])
     assert len(empty) == 0 and "score" in empty.columns and "rank" in empty.columns
     with pytest.raises(KeyError, match="not in"):

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 import pytest
+from _ranking import assert_fresh_ranks
 
 import pyterrier_shallow as pts
 from pyterrier_shallow.sparse import SparseCrossEncoder
@@ -33,10 +34,7 @@ def test_output_contract(reranker, nfcorpus_pairs):
     assert list(out.columns[: len(frame.columns) - 1]) == [c for c in frame.columns if c != "rank"]
     assert out["score"].dtype == np.float32
     assert (out["extra"].to_numpy() == frame["extra"].to_numpy()).all()
-    for _, group in out.groupby("qid"):
-        ordered = group.sort_values("rank")
-        assert ordered["rank"].tolist() == list(range(len(group)))
-        assert ordered["score"].is_monotonic_decreasing
+    assert_fresh_ranks(out)
 
 
 def test_duplicate_docnos_are_all_kept(reranker, nfcorpus_pairs):
