@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -48,11 +47,13 @@ def add_sweep_parser(subparsers) -> None:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     """Runs the sweep the parsed arguments describe, prints its tables and writes its files."""
+    import pandas as pd
     import torch
 
     from pyterrier_shallow import datasets
     from pyterrier_shallow.bm25 import bm25
-    from pyterrier_shallow.budget.sweep import depth_grid
+    from pyterrier_shallow.budget.plot import plot_tradeoff
+    from pyterrier_shallow.budget.sweep import depth_grid, sweep
     from pyterrier_shallow.demo import cache_dir
     from pyterrier_shallow.text_loader import TextLoader
 
@@ -67,42 +68,21 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         topics = topics.head(args.queries)
     index_dir = Path(args.index_dir) if args.index_dir else cache_dir() / "bm25" / collection.name
     first_stage = bm25(collection, index_dir, num_results=max(depths), verbose=not args.quiet)
-    work = Path(tempfile.mkdtemp(prefix="pyterrier-shallow-sweep-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="pyterrier-shallow-sweep-") as work:  # holds cut bi-encoders
         rerankers = {
-            name: _reranker(spec, precision=args.precision, work=work / str(number))
+            name: _reranker(spec, precision=args.precision, work=Path(work) / str(number))
             for number, (name, spec) in enumerate(_named_models(args.models).items())
         }
-        return _sweep_and_report(args, first_stage, rerankers, topics, qrels, TextLoader(collection), depths, budgets)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _sweep_and_report(
-    args: argparse.Namespace,
-    first_stage,
-    rerankers: dict,
-    topics,
-    qrels,
-    text_loader,
-    depths: list[int],
-    budgets: list[float],
-) -> int:
-    import pandas as pd
-
-    from pyterrier_shallow.budget.plot import plot_tradeoff
-    from pyterrier_shallow.budget.sweep import sweep
-
-    result = sweep(
-        first_stage,
-        rerankers,
-        topics,
-        qrels,
-        text_loader=text_loader,
-        depths=depths,
-        latency_queries=args.latency_queries,
-        verbose=not args.quiet,
-    )
+        result = sweep(
+            first_stage,
+            rerankers,
+            topics,
+            qrels,
+            text_loader=TextLoader(collection),
+            depths=depths,
+            latency_queries=args.latency_queries,
+            verbose=not args.quiet,
+        )
     budget_table = result.budget_table(budgets)
     with pd.option_context("display.max_columns", None, "display.width", 200):
         print(result.describe())
