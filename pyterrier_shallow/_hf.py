@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,6 +42,23 @@ def describe_source(source: str | os.PathLike) -> str:
     return f"Hugging Face hub id {str(source)!r}"
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silences transformers' load reports and progress bars inside the block (errors still raise)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_pretrained(loader, source: str | os.PathLike, **kwargs):
     """Calls ``loader.from_pretrained`` with an error that says what was tried and why it may have failed.
 
@@ -50,7 +68,8 @@ def load_pretrained(loader, source: str | os.PathLike, **kwargs):
         **kwargs: Passed on to ``from_pretrained``.
     """
     try:
-        return loader.from_pretrained(str(source), **kwargs)
+        with quiet_transformers():
+            return loader.from_pretrained(str(source), **kwargs)
     except OSError as err:
         hint = ""
         if not Path(source).exists():

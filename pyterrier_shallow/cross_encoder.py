@@ -136,8 +136,14 @@ class CrossEncoder(pt.Transformer):
         if self._model is None:
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-            self._tokenizer = load_pretrained(AutoTokenizer, self.source)
-            self._model = load_pretrained(AutoModelForSequenceClassification, self.source)
+            from pyterrier_shallow.gated import is_delta, load_delta, register_auto_classes
+
+            if is_delta(self.source):
+                self._model, self._tokenizer = load_delta(self.source)
+            else:
+                register_auto_classes()
+                self._tokenizer = load_pretrained(AutoTokenizer, self.source)
+                self._model = load_pretrained(AutoModelForSequenceClassification, self.source)
             self._prepare_model()
         return self._model
 

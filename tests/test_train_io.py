@@ -1,6 +1,6 @@
 import pytest
 
-from pyterrier_shallow.train._io import atomic_write_bytes, atomic_write_dir, digest, readable_dir
+from pyterrier_shallow._io import atomic_write_bytes, atomic_write_dir, digest, readable_dir
 
 
 def test_failed_directory_write_keeps_the_previous_one(tmp_path):

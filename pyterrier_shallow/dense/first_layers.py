@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from pyterrier_shallow._hf import minilm_path
-from pyterrier_shallow.train._io import atomic_write_dir
+from pyterrier_shallow._io import atomic_write_dir
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 

@@ -210,7 +210,7 @@ class PolyEncoder:
         """
         from safetensors.torch import save_file
 
-        from pyterrier_shallow.train._io import atomic_write_dir
+        from pyterrier_shallow._io import atomic_write_dir
 
         config = {
             "format": FORMAT,

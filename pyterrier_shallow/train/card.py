@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from ._io import atomic_write_bytes, atomic_write_json
+from .._io import atomic_write_bytes, atomic_write_json
 
 CARD_FILE = "training_card.json"
 README_FILE = "README.md"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ._io import atomic_write_bytes, atomic_write_dir, readable_dir
+from .._io import atomic_write_bytes, atomic_write_dir, readable_dir
 
 STATE_FILE = "trainer_state.pt"
 

@@ -82,7 +82,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     """Adds the ``train`` options to ``parser`` and returns it."""
     io = parser.add_argument_group("model and output")
     io.add_argument("--out", required=True, help="the trained model's directory (resumed if interrupted)")
-    io.add_argument("--init", default="minilm", help="start from: a hub id, a folder, or minilm (default)")
+    io.add_argument("--init", default="minilm",
+                    help="start from: a hub id, a folder, minilm (default), or gated:BI_ENCODER (a cross-encoder that "
+                         "begins as the bi-encoder folder BI_ENCODER, or gated:minilm, with closed cross-attention "
+                         "gates)")
+    io.add_argument("--score-scale", type=float, default=20.0,
+                    help="gated models: the initial scale of the cosine (default: 20)")
     io.add_argument("--layers", type=int, default=2, help="keep the first N layers (0: all; default: 2)")
     io.add_argument("--cls-init", choices=["auto", "keep", "contextual"], default="auto",
                     help="contextual: reset the first position so that [CLS] depends on the input (a sentence-"
@@ -126,7 +131,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     opt.add_argument("--queries-per-step", type=int, default=8, help="default: 8")
     opt.add_argument("--steps", type=int, default=1000, help="default: 1000")
     opt.add_argument("--lr", type=float, default=3e-5, help="default: 3e-5")
-    opt.add_argument("--head-lr", type=float, default=None, help="learning rate of the head (default: --lr)")
+    opt.add_argument("--head-lr", type=float, default=None,
+                     help="learning rate of the head, or of a gated model's gates (default: --lr)")
+    opt.add_argument("--scale-lr", type=float, default=None,
+                     help="learning rate of a gated model's score scale (default: --head-lr)")
     opt.add_argument("--warmup", type=int, default=100, help="warm-up steps (default: 100)")
     opt.add_argument("--weight-decay", type=float, default=0.01, help="default: 0.01")
     opt.add_argument("--micro-batch", type=int, default=64, help="pairs per forward pass (default: 64)")
@@ -348,14 +356,23 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     output = Path(args.out)
     init_dir = output / "_training" / "init"
     if not (output / "_training" / "last").exists():
-        contextual = args.cls_init == "contextual" or (args.cls_init == "auto" and args.init == "minilm")
-        init_cross_encoder(args.init, init_dir, num_layers=args.layers or None,
-                           max_length=_pair_length(args.init, args.query_length, args.doc_length),
-                           contextual_cls=contextual, seed=args.seed)
+        if args.init.startswith("gated:"):
+            from ..gated import init_gated_cross_encoder
+
+            bi_encoder = args.init[len("gated:"):]
+            init_gated_cross_encoder(None if bi_encoder == "minilm" else bi_encoder, init_dir,
+                                     num_layers=args.layers or None, score_scale=args.score_scale,
+                                     max_length=_pair_length("minilm", args.query_length, args.doc_length))
+        else:
+            contextual = args.cls_init == "contextual" or (args.cls_init == "auto" and args.init == "minilm")
+            init_cross_encoder(args.init, init_dir, num_layers=args.layers or None,
+                               max_length=_pair_length(args.init, args.query_length, args.doc_length),
+                               contextual_cls=contextual, seed=args.seed)
     loss_params = {"gbce": {"t": args.t}, "soft-label": {"temperature": args.temperature}}.get(args.loss, {})
     config = TrainConfig(
         steps=args.steps, queries_per_step=args.queries_per_step, num_negatives=args.negatives, lr=args.lr,
-        head_lr=args.head_lr, weight_decay=args.weight_decay, warmup_steps=min(args.warmup, args.steps),
+        head_lr=args.head_lr, scale_lr=args.scale_lr, weight_decay=args.weight_decay,
+        warmup_steps=min(args.warmup, args.steps),
         micro_batch_size=args.micro_batch, query_length=args.query_length, doc_length=args.doc_length,
         eval_every=args.eval_every, patience=args.patience, seed=args.seed, amp=not args.no_amp,
         freeze_embeddings=args.freeze_embeddings, window=args.window,

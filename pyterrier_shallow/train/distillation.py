@@ -14,7 +14,7 @@ import pandas as pd
 import pyterrier as pt
 
 from .._frames import require_columns, require_str_ids, require_texts
-from ._io import atomic_write_bytes, digest
+from .._io import atomic_write_bytes, digest
 from .data import TrainingGroup, TrainingSource
 from .validation import first_stage_candidates
 

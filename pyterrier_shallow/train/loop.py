@@ -37,7 +37,9 @@ class TrainConfig:
         queries_per_step: Queries (groups of 1 + k pairs) per step.
         num_negatives: k, negatives per query.
         lr: Peak learning rate of the encoder.
-        head_lr: Peak learning rate of the classification head (``None``: ``lr``); a fresh head learns faster.
+        head_lr: Peak learning rate of the classification head, or of a gated model's gates (``None``: ``lr``); a
+            fresh head learns faster.
+        scale_lr: Peak learning rate of a gated model's score scale (``None``: ``head_lr``).
         weight_decay: AdamW weight decay (not applied to biases and normalisation weights).
         warmup_steps: Linear warm-up steps, then linear decay to zero at ``steps``.
         max_grad_norm: Gradient clipping norm (``None``: no clipping).
@@ -63,6 +65,7 @@ class TrainConfig:
     num_negatives: int = 15
     lr: float = 3e-5
     head_lr: float | None = None
+    scale_lr: float | None = None
     weight_decay: float = 0.01
     warmup_steps: int = 100
     max_grad_norm: float | None = 1.0
@@ -83,7 +86,7 @@ class TrainConfig:
                      "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0 or (self.head_lr is not None and self.head_lr <= 0):
+        if self.lr <= 0 or any(rate is not None and rate <= 0 for rate in (self.head_lr, self.scale_lr)):
             raise ValueError("learning rates must be positive")
         if self.warmup_steps < 0 or self.warmup_steps > self.steps:
             raise ValueError(f"warmup_steps must lie in [0, steps={self.steps}], got {self.warmup_steps}")
@@ -116,17 +119,19 @@ class TrainingResult:
 
 def _optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
     head = set(head_parameter_names(model))
-    groups: dict[tuple[bool, bool], list] = {}
+    head_lr = config.head_lr if config.head_lr is not None else config.lr
+    scale_lr = config.scale_lr if config.scale_lr is not None else head_lr
+    rates = {"encoder": config.lr, "head": head_lr, "scale": scale_lr}
+    groups: dict[tuple[str, bool], list] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            no_decay = name.endswith("bias") or "norm" in name.lower()
-            groups.setdefault((name in head, no_decay), []).append(param)
-    head_lr = config.head_lr if config.head_lr is not None else config.lr
+            part = "scale" if name == "scale" else "head" if name in head else "encoder"
+            no_decay = name.endswith("bias") or "norm" in name.lower() or name in ("gates", "scale")
+            groups.setdefault((part, no_decay), []).append(param)
     return torch.optim.AdamW(
         [
-            {"params": params, "lr": head_lr if is_head else config.lr,
-             "weight_decay": 0.0 if no_decay else config.weight_decay}
-            for (is_head, no_decay), params in sorted(groups.items())
+            {"params": params, "lr": rates[part], "weight_decay": 0.0 if no_decay else config.weight_decay}
+            for (part, no_decay), params in sorted(groups.items())
         ]
     )
 

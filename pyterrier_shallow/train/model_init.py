@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from transformers.utils import logging as hf_logging
 
 from .._hf import load_pretrained, minilm_path
-from ._io import atomic_write_dir, atomic_write_json
+from .._io import atomic_write_dir, atomic_write_json
 
 INIT_INFO_FILE = "model_init.json"
 
@@ -44,6 +44,9 @@ def load_cross_encoder(
     Returns:
         The model, its tokenizer, and a dict saying what was loaded and which weights were freshly initialised.
     """
+    from ..gated import register_auto_classes
+
+    register_auto_classes()  # gated checkpoints load through the Auto classes too
     source = resolve_checkpoint(checkpoint)
     overrides: dict = {"num_labels": 1}
     if num_layers is not None:

@@ -15,7 +15,7 @@ import pandas as pd
 import pyterrier as pt
 
 from .._frames import require_columns, require_str_ids
-from ._io import atomic_write_bytes, digest
+from .._io import atomic_write_bytes, digest
 
 _CACHE_FORMAT = 1
 

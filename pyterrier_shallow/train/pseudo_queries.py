@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._io import digest
 from ..bm25 import bm25
 from ..datasets import safe_query
-from ._io import digest
 from .data import RankingSource
 from .negatives import NegativePool
 

@@ -1,0 +1,175 @@
+"""GatedBertRanker: a cross-encoder that begins as its bi-encoder and learns cross-attention through zero-init gates.
+
+Query and document are encoded as the bi-encoder encodes them, ``[CLS] q [SEP]`` and ``[CLS] d [SEP]``, each with
+positions from 0 and token type 0. In every layer, query tokens attend to the query only (so each distinct query is
+encoded once and shared by its candidates); document tokens attend to the document and, through a second softmax
+over the query's keys, to the query, added with a per-layer, per-head gate ``tanh(g)``::
+
+    context_d = softmax(Q_d K_d) V_d + tanh(g) * softmax(Q_d K_q) V_q
+
+The score is ``scale * cos(mean(query states), mean(document states))``, the bi-encoder's own pooling. With every
+``g = 0`` (as initialised) the scores are the bi-encoder's cosine times ``scale`` exactly; the gates' gradient does
+not vanish there, so training opens them and document tokens learn to read the query in every layer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import BertConfig, BertModel, BertPreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from pyterrier_shallow.sparse._backbone import finish_layer, project
+from pyterrier_shallow.sparse._segments import DocTokens, QueryTokens, split_joint_inputs
+
+MODEL_TYPE = "shallow-gated-bert"
+
+
+class GatedBertConfig(BertConfig):
+    """A BERT configuration with the gated cross-encoder's own settings.
+
+    Args:
+        score_scale: The initial value of the learnable ``scale`` that multiplies the cosine.
+        doc_window: Document tokens attend to this many document neighbours each side, and to the document's
+            [CLS] (``None``: to the whole document).
+        **kwargs: Passed on to ``BertConfig``.
+    """
+
+    model_type = MODEL_TYPE
+
+    def __init__(self, score_scale: float = 20.0, doc_window: int | None = None, **kwargs):
+        kwargs.setdefault("num_labels", 1)
+        super().__init__(**kwargs)
+        self.score_scale = float(score_scale)
+        self.doc_window = doc_window
+
+
+class EncodedQueries:
+    """The per-layer keys and values of distinct queries, and their pooled, normalised final states."""
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor, vectors: torch.Tensor):
+        self.keys, self.values, self.mask, self.vectors = keys, values, mask, vectors
+
+
+class GatedBertRanker(BertPreTrainedModel):
+    """The gated cross-encoder (see the module's docstring); a Hugging Face model with ``save_pretrained``.
+
+    Called like a sequence classifier on ``[CLS] query [SEP] document [SEP]`` inputs (the pair tokenizer's output,
+    token types telling query from document), it returns ``SequenceClassifierOutput`` with one logit per pair, so
+    :class:`pyterrier_shallow.CrossEncoder` and the training loop use it as any other cross-encoder.
+
+    Attributes:
+        bert: The encoder (no pooler), as the bi-encoder's.
+        gates: ``(layers, heads)``, ``tanh(gates)`` weighs each head's attention to the query.
+        scale: The learnable factor of the cosine.
+    """
+
+    config_class = GatedBertConfig
+    base_model_prefix = "bert"
+
+    def __init__(self, config: GatedBertConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.gates = nn.Parameter(torch.zeros(config.num_hidden_layers, config.num_attention_heads))
+        self.scale = nn.Parameter(torch.tensor(float(config.score_scale)))
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if module is self:
+            with torch.no_grad():
+                self.gates.zero_()
+                self.scale.fill_(float(self.config.score_scale))
+            return
+        super()._init_weights(module)
+
+    # ------------------------------------------------------------------------------------------------ encoding
+    def _embed(self, cls_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """States of ``[CLS] ids``, positions from 0 and token type 0, as the bi-encoder embeds a text."""
+        tokens = torch.cat([cls_ids[:, None], ids], dim=1)
+        return self.bert.embeddings(input_ids=tokens, token_type_ids=torch.zeros_like(tokens))
+
+    def _dropout(self) -> float:
+        return self.config.attention_probs_dropout_prob if self.training else 0.0
+
+    def encode_queries(self, cls_ids: torch.Tensor, queries: QueryTokens) -> EncodedQueries:
+        """Runs distinct queries (each ``q [SEP]``, after ``[CLS]``) through every layer, attending to themselves."""
+        heads = self.config.num_attention_heads
+        states = self._embed(cls_ids, queries.ids)
+        mask = torch.cat([queries.mask.new_ones(len(queries.mask), 1), queries.mask], dim=1)
+        attend = mask[:, None, None, :]
+        keys, values = [], []
+        for layer in self.bert.encoder.layer:
+            attention = layer.attention.self
+            keys.append(project(attention.key, states, heads))
+            values.append(project(attention.value, states, heads))
+            query = project(attention.query, states, heads)
+            context = F.scaled_dot_product_attention(query, keys[-1], values[-1], attn_mask=attend,
+                                                     dropout_p=self._dropout())
+            states = finish_layer(layer, states, context, chunk=None)
+        return EncodedQueries(keys, values, mask, F.normalize(_mean_pool(states, mask), dim=-1))
+
+    def score(self, docs: DocTokens, queries: EncodedQueries) -> torch.Tensor:
+        """The logits ``(pairs,)`` of the pairs in ``docs``, each against its row of ``queries``."""
+        heads = self.config.num_attention_heads
+        pair_query = docs.pair_query
+        states = self._embed(docs.cls_ids, docs.ids)
+        mask = torch.cat([docs.mask.new_ones(len(docs.mask), 1), docs.mask], dim=1)
+        self_mask = _doc_mask(mask, self.config.doc_window)
+        query_mask = queries.mask[pair_query][:, None, None, :]
+        gates = torch.tanh(self.gates)
+        cross = self.training or bool(gates.detach().abs().max() > 0)
+        for index, layer in enumerate(self.bert.encoder.layer):
+            attention = layer.attention.self
+            query = project(attention.query, states, heads)
+            key, value = project(attention.key, states, heads), project(attention.value, states, heads)
+            context = F.scaled_dot_product_attention(query, key, value, attn_mask=self_mask,
+                                                     dropout_p=self._dropout())
+            if cross:
+                to_query = F.scaled_dot_product_attention(
+                    query, queries.keys[index][pair_query], queries.values[index][pair_query],
+                    attn_mask=query_mask, dropout_p=self._dropout(),
+                )
+                context = context + gates[index].to(context.dtype)[None, :, None, None] * to_query
+            states = finish_layer(layer, states, context, chunk=None)
+        doc_vectors = F.normalize(_mean_pool(states, mask), dim=-1)
+        return self.scale * (doc_vectors * queries.vectors[pair_query]).sum(-1)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **unused,
+    ) -> SequenceClassifierOutput:
+        """Scores padded ``[CLS] query [SEP] document [SEP]`` inputs; each distinct query is encoded once."""
+        queries, docs = split_joint_inputs(input_ids, attention_mask, token_type_ids, share_queries=True)
+        first = torch.full((len(queries.ids),), len(docs.cls_ids), device=input_ids.device)
+        first = first.scatter_reduce(0, docs.pair_query, torch.arange(len(docs.cls_ids), device=input_ids.device),
+                                     reduce="amin")
+        encoded = self.encode_queries(docs.cls_ids[first], queries)
+        return SequenceClassifierOutput(logits=self.score(docs, encoded)[:, None])
+
+    def gate_summary(self) -> list[dict]:
+        """Per layer, the mean and the largest ``|tanh(g)|`` over heads: how far cross-attention opened."""
+        opened = torch.tanh(self.gates.detach().float()).abs()
+        return [{"layer": index, "mean": round(float(row.mean()), 4), "max": round(float(row.max()), 4)}
+                for index, row in enumerate(opened)]
+
+
+def _mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.to(states.dtype)[..., None]
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+def _doc_mask(mask: torch.Tensor, window: int | None) -> torch.Tensor:
+    """``(pairs, 1, length, length)`` boolean: which document keys each document row attends to."""
+    keys = mask[:, None, None, :]
+    if window is None:
+        return keys
+    length = mask.shape[1]
+    position = torch.arange(length, device=mask.device)
+    band = (position[:, None] - position[None, :]).abs() <= window
+    band[:, 0] = True  # every row sees the document's [CLS]
+    band[0, :] = True  # and [CLS] sees the whole document
+    return keys & band[None, None]

@@ -1,0 +1,164 @@
+"""The gated cross-encoder: closed gates score as the bi-encoder, open gates read the query; loading and shipping."""
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import pyterrier_shallow as pts
+from pyterrier_shallow._pair_tokenizer import PairTokenizer
+from pyterrier_shallow.gated import (
+    GatedBertRanker,
+    gated_from_bi_encoder,
+    init_gated_cross_encoder,
+    load_delta,
+    save_delta,
+)
+from pyterrier_shallow.train.model_init import prepare_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FIXTURE = Path(__file__).parent / "fixtures" / "beir_nfcorpus"
+
+
+@pytest.fixture(scope="module")
+def pairs() -> pd.DataFrame:
+    """Real NFCorpus queries, each with three real documents (the fixture's excerpt of the collection)."""
+    queries = pd.read_json(FIXTURE / "queries.jsonl", lines=True)
+    docs = pd.read_json(FIXTURE / "corpus.jsonl", lines=True)
+    rows = []
+    for index, query in enumerate(queries.itertuples()):
+        for offset in range(3):
+            doc = docs.iloc[(index * 3 + offset) % len(docs)]
+            rows.append({"qid": str(query._1), "query": query.text, "docno": str(doc["_id"]),
+                         "text": f"{doc['title']} {doc['text']}"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def closed():
+    model, tokenizer = gated_from_bi_encoder(num_layers=2)
+    prepare_tokenizer(tokenizer, max_length=512)
+    return model, tokenizer
+
+
+def _logits(model, tokenizer, frame, *, doc_length=200):
+    pair_tokens = PairTokenizer(tokenizer, query_length=32, doc_length=doc_length, max_length=512)
+    encoded = pair_tokens.encode(frame["query"].tolist(), frame["text"].tolist())
+    with torch.no_grad():
+        return model(**pair_tokens.collate(encoded, np.arange(len(frame)))).logits[:, 0].numpy()
+
+
+def _cosines(folder, frame, layers):
+    bi_encoder = pts.BiEncoder(folder, query_length=34, doc_length=202, warn_truncation=False)
+    queries = bi_encoder.encode_queries(frame["query"].tolist())
+    docs = bi_encoder.encode_docs(frame["text"].tolist())
+    return (queries * docs).sum(1)
+
+
+def test_closed_gates_score_as_the_bi_encoder(closed, pairs, tmp_path):
+    from pyterrier_shallow.dense import save_first_layers
+
+    model, tokenizer = closed
+    cosines = _cosines(save_first_layers(tmp_path / "l2", 2), pairs, 2)
+    np.testing.assert_allclose(_logits(model, tokenizer, pairs), 20.0 * cosines, atol=1e-5 * 20)
+
+
+def test_six_layer_closed_gates_equal_the_shipped_bi_encoder(pairs):
+    model, tokenizer = gated_from_bi_encoder()
+    prepare_tokenizer(tokenizer, max_length=512)
+    scorer = pts.BiEncoder(query_length=34, doc_length=202, warn_truncation=False).text_scorer()
+    expected = scorer(pairs)["score"].to_numpy()
+    np.testing.assert_allclose(_logits(model, tokenizer, pairs) / 20.0, expected, atol=1e-5)
+
+
+def test_open_gates_let_documents_read_the_query(closed, pairs):
+    model, tokenizer = closed
+    opened = GatedBertRanker(model.config)
+    opened.load_state_dict(model.state_dict())
+    opened.eval()
+    with torch.no_grad():
+        opened.gates.fill_(0.5)
+    before, after = _logits(model, tokenizer, pairs), _logits(opened, tokenizer, pairs)
+    assert np.abs(after - before).max() > 1e-2
+    # each pair depends on its own query only, whatever else shares the batch
+    alone = np.concatenate([_logits(opened, tokenizer, pairs.iloc[[i]]) for i in range(0, len(pairs), 4)])
+    np.testing.assert_allclose(alone, after[::4], atol=1e-4)
+
+
+def test_gates_get_a_gradient_while_closed(closed, pairs):
+    model, tokenizer = closed
+    trainable = GatedBertRanker(model.config)
+    trainable.load_state_dict(model.state_dict())
+    trainable.train()
+    pair_tokens = PairTokenizer(tokenizer, query_length=32, doc_length=64, max_length=512)
+    encoded = pair_tokens.encode(pairs["query"].tolist()[:6], pairs["text"].tolist()[:6])
+    logits = trainable(**pair_tokens.collate(encoded, np.arange(6))).logits
+    torch.log_softmax(logits.view(2, 3), dim=1)[:, 0].sum().backward()
+    assert trainable.gates.grad is not None and trainable.gates.grad.abs().max() > 0
+    assert trainable.scale.grad is not None
+
+
+def test_doc_window_restricts_document_attention(closed, pairs):
+    model, tokenizer = closed
+    windowed = GatedBertRanker(model.config.__class__(**{**model.config.to_dict(), "doc_window": 2}))
+    windowed.load_state_dict(model.state_dict())
+    windowed.eval()
+    dense, banded = _logits(model, tokenizer, pairs), _logits(windowed, tokenizer, pairs)
+    assert np.abs(dense - banded).max() > 1e-3
+    short = pairs.assign(text="vitamin d")  # [CLS] + 3 tokens + [SEP]: a window of 4 sees everything
+    wide = GatedBertRanker(model.config.__class__(**{**model.config.to_dict(), "doc_window": 4}))
+    wide.load_state_dict(model.state_dict())
+    wide.eval()
+    np.testing.assert_allclose(_logits(wide, tokenizer, short), _logits(model, tokenizer, short), atol=1e-5)
+
+
+def test_cross_encoder_loads_a_full_checkpoint(tmp_path, pairs, closed):
+    folder = init_gated_cross_encoder(None, tmp_path / "gated", num_layers=2)
+    ranker = pts.CrossEncoder(folder, query_length=32, doc_length=200, warn_truncation=False)
+    scored = ranker(pairs)
+    assert isinstance(ranker.model, GatedBertRanker)
+    assert scored["score"].dtype == np.float32
+    np.testing.assert_allclose(scored["score"].to_numpy(), _logits(*closed, pairs), atol=1e-4)
+
+
+def test_delta_round_trip_pickles_and_runs_int8(tmp_path, pairs, closed):
+    model, tokenizer = closed
+    trained = GatedBertRanker(model.config)
+    trained.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        trained.gates.fill_(0.3)
+        trained.bert.encoder.layer[0].output.dense.bias.add_(0.01)
+    trained.eval()
+    folder = save_delta(trained, tokenizer, tmp_path / "delta")
+    weights = (folder / "delta.safetensors").stat().st_size
+    assert weights < 0.5 * 4 * sum(p.numel() for p in trained.parameters())  # fp16, token embeddings left out
+    loaded, _ = load_delta(folder)
+    np.testing.assert_allclose(_logits(loaded, tokenizer, pairs), _logits(trained, tokenizer, pairs), atol=0.02)
+
+    ranker = pts.CrossEncoder(folder, query_length=32, doc_length=200, warn_truncation=False)
+    first = ranker(pairs)["score"].to_numpy()
+    again = pickle.loads(pickle.dumps(ranker))(pairs)["score"].to_numpy()
+    np.testing.assert_array_equal(first, again)
+    int8 = pts.CrossEncoder(folder, query_length=32, doc_length=200, precision="int8", warn_truncation=False)
+    quantised = int8(pairs)["score"].to_numpy()
+    assert np.corrcoef(first, quantised)[0, 1] > 0.95
+
+
+def test_delta_refuses_changed_token_embeddings(tmp_path, closed):
+    model, tokenizer = closed
+    changed = GatedBertRanker(model.config)
+    changed.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        changed.bert.embeddings.word_embeddings.weight[5] += 1.0
+    with pytest.raises(ValueError, match="differs"):
+        save_delta(changed, tokenizer, tmp_path / "delta")
+    assert not (tmp_path / "delta").exists()
+
+
+def test_gated_from_bi_encoder_checks_layers():
+    with pytest.raises(ValueError, match="num_layers"):
+        gated_from_bi_encoder(num_layers=7)
