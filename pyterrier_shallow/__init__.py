@@ -1,6 +1,8 @@
 """pyterrier-shallow: fast multi-stage retrieval for PyTerrier under a latency budget."""
 
-from pyterrier_shallow import datasets, train
+import importlib
+
+from pyterrier_shallow import datasets
 from pyterrier_shallow.bm25 import bm25_index
 from pyterrier_shallow.cross_encoder import CrossEncoder, ScoringStats
 from pyterrier_shallow.dense import BiEncoder, FaissIndex, ScoreFusion
@@ -9,6 +11,14 @@ from pyterrier_shallow.sparse import AttentionPattern, SparseCrossEncoder
 from pyterrier_shallow.text_loader import TextLoader
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """Imports the training package on first use (``pyterrier_shallow.train``): inference never loads it."""
+    if name == "train":
+        return importlib.import_module("pyterrier_shallow.train")
+    raise AttributeError(f"module 'pyterrier_shallow' has no attribute {name!r}")
+
 
 __all__ = [
     "AttentionPattern",

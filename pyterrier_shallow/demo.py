@@ -9,17 +9,12 @@ import pandas as pd
 import pyterrier as pt
 
 from pyterrier_shallow import datasets
+from pyterrier_shallow._cache import cache_dir
 from pyterrier_shallow._hf import DEFAULT_CROSS_ENCODER_DIR
 from pyterrier_shallow.bm25 import bm25
 from pyterrier_shallow.cross_encoder import CrossEncoder
 from pyterrier_shallow.dense import BiEncoder
 from pyterrier_shallow.text_loader import TextLoader
-
-
-def cache_dir() -> Path:
-    """Returns the folder where indexes are kept between runs (``$PYTERRIER_SHALLOW_CACHE`` or ``~/.cache``)."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pyterrier_shallow"
-    return Path(os.environ.get("PYTERRIER_SHALLOW_CACHE", default))
 
 
 def default_rerankers(model: str | None = None, *, verbose: bool = False) -> dict[str, pt.Transformer]:

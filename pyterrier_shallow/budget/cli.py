@@ -51,10 +51,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     import torch
 
     from pyterrier_shallow import datasets
+    from pyterrier_shallow._cache import cache_dir
     from pyterrier_shallow.bm25 import bm25
     from pyterrier_shallow.budget.plot import plot_tradeoff
     from pyterrier_shallow.budget.sweep import depth_grid, sweep
-    from pyterrier_shallow.demo import cache_dir
     from pyterrier_shallow.text_loader import TextLoader
 
     if args.threads is not None:

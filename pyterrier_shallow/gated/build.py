@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from pyterrier_shallow._hf import load_pretrained, minilm_path
+from pyterrier_shallow._hf import load_pretrained, minilm_path, quiet_transformers
 from pyterrier_shallow._io import atomic_write_dir, atomic_write_json
 from pyterrier_shallow.gated.model import GatedBertConfig, GatedBertRanker
 
@@ -96,7 +96,8 @@ def init_gated_cross_encoder(
             "score_scale": score_scale}
 
     def fill(folder: Path) -> None:
-        model.save_pretrained(folder)
+        with quiet_transformers():
+            model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         atomic_write_json(folder / "model_init.json", info)
 

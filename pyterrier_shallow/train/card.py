@@ -29,6 +29,7 @@ def build_card(
     amp: bool,
     elapsed_s: float,
     command: str,
+    gates: list[dict] | None = None,
 ) -> dict:
     """Gathers what a training run did into a JSON-serialisable dict.
 
@@ -43,6 +44,7 @@ def build_card(
         amp: Whether bfloat16 autocast was used.
         elapsed_s: Training time in seconds.
         command: The command line that ran it.
+        gates: For a gated cross-encoder, per layer the mean and the largest ``|tanh(g)|`` of the saved model.
     """
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -61,6 +63,7 @@ def build_card(
             "best_step": result.best_step,
         },
         "curve": result.curve,
+        **({"gates": gates} if gates is not None else {}),
         "device": device,
         "amp_bf16": amp,
         "elapsed_s": round(elapsed_s, 1),
@@ -117,7 +120,27 @@ def render_readme(card: dict) -> str:
             loss_value = "" if point.get("loss") is None else f"{point['loss']:.4f}"
             lines.append(f"| {point['step']} | {loss_value} | {point[metric]:.4f} |")
         lines.append("")
+    if card.get("gates"):
+        lines += ["## Cross-attention gates of the saved model: |tanh(g)| over heads", "",
+                  "| layer | mean | max |", "|---:|---:|---:|"]
+        lines += [f"| {gate['layer']} | {gate['mean']:.3f} | {gate['max']:.3f} |" for gate in card["gates"]]
+        lines.append("")
     return "\n".join(lines)
+
+
+def saved_gates(model_dir: str | os.PathLike) -> list[dict] | None:
+    """Per layer, the mean and the largest ``|tanh(g)|`` of a gated checkpoint's gates (``None`` for other models)."""
+    from safetensors import safe_open
+
+    path = Path(model_dir) / "model.safetensors"
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as weights:
+        if "gates" not in weights.keys():  # noqa: SIM118 - safe_open has no __contains__
+            return None
+        opened = torch.tanh(weights.get_tensor("gates").float()).abs()
+    return [{"layer": index, "mean": round(float(row.mean()), 4), "max": round(float(row.max()), 4)}
+            for index, row in enumerate(opened)]
 
 
 def _describe_base(base: dict) -> str:

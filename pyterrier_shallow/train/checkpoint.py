@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from .._hf import quiet_transformers
 from .._io import atomic_write_bytes, atomic_write_dir, readable_dir
 
 STATE_FILE = "trainer_state.pt"
@@ -25,7 +26,8 @@ def save_model_dir(path: str | os.PathLike, model, tokenizer, *, state: dict | N
     """
 
     def fill(folder: Path) -> None:
-        model.save_pretrained(folder)
+        with quiet_transformers():
+            model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         if state is not None:
             buffer = io.BytesIO()

@@ -215,7 +215,7 @@ class _Collections:
     """Loads each collection, corpus and BM25 retriever once."""
 
     def __init__(self, args: argparse.Namespace):
-        from ..demo import cache_dir
+        from .._cache import cache_dir
 
         self.root = args.data_root
         self.index_dir = Path(args.index_dir) if args.index_dir else cache_dir() / "train"

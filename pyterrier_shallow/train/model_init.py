@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
-from transformers.utils import logging as hf_logging
 
-from .._hf import load_pretrained, minilm_path
+from .._hf import load_pretrained, minilm_path, quiet_transformers
 from .._io import atomic_write_dir, atomic_write_json
 
 INIT_INFO_FILE = "model_init.json"
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    previous = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(previous)
 
 
 def resolve_checkpoint(checkpoint: str | os.PathLike) -> str:
@@ -55,7 +43,7 @@ def load_cross_encoder(
         if num_layers < 1 or (available is not None and num_layers > available):
             raise ValueError(f"num_layers must lie in [1, {available}] for {source}, got {num_layers}")
         overrides["num_hidden_layers"] = num_layers
-    with _quiet_transformers():
+    with quiet_transformers():
         model, loading = load_pretrained(
             AutoModelForSequenceClassification, source, output_loading_info=True, **overrides
         )
@@ -157,7 +145,8 @@ def init_cross_encoder(
                  "contextual_cls": contextual_cls})
 
     def fill(folder: Path) -> None:
-        model.save_pretrained(folder)
+        with quiet_transformers():
+            model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         atomic_write_json(folder / INIT_INFO_FILE, info)
 
