@@ -12,6 +12,14 @@ import pyterrier as pt
 def require_columns(inp: pd.DataFrame, columns: Iterable[str], *, who: str) -> None:
     """Raises ``pt.validate.InputValidationError`` (a ``KeyError``) naming every missing column and how to get it."""
     columns = list(columns)
+    if not isinstance(inp, pd.DataFrame):
+        raise TypeError(
+            f"{who} transforms a pandas DataFrame with the column(s) {columns}, but was given a "
+            f"{type(inp).__module__}.{type(inp).__qualname__}; build one with pd.DataFrame(...) or pt.new.queries(...)"
+        )
+    duplicated = sorted({str(name) for name in inp.columns[inp.columns.duplicated()]})
+    if duplicated:
+        raise ValueError(f"{who}: the input has duplicated column name(s) {duplicated}; keep one of each")
     try:
         pt.validate.columns(inp, includes=columns)
     except pt.validate.InputValidationError as err:
@@ -33,6 +41,12 @@ def require_str_ids(inp: pd.DataFrame, columns: Iterable[str] = ("qid", "docno")
         values = inp[column]
         if pd.api.types.is_string_dtype(values) and values.map(type).eq(str).all():
             continue
+        missing = values.isna()
+        if missing.any():
+            raise TypeError(
+                f"{who}: column {column!r} holds {int(missing.sum())} missing value(s) (NaN/None) among "
+                f"{len(values)} rows; every {column} must be a str"
+            )
         raise TypeError(
             f"{who}: column {column!r} must hold str values (found dtype {values.dtype}); "
             f"convert it with df.astype({{{column!r}: str}})."
@@ -49,6 +63,13 @@ def require_texts(inp: pd.DataFrame, column: str, *, who: str, allow_empty: bool
             f"{who}: {int(not_str.sum())} row(s) have a missing or non-string {column!r} "
             f"(first: {_describe(rows.iloc[0])}); fill them (e.g. df[{column!r}].fillna('')) or drop them."
         )
+    unencodable = ~values.map(_encodes)
+    if unencodable.any():
+        rows = inp.loc[unencodable.to_numpy()]
+        raise ValueError(
+            f"{who}: {int(unencodable.sum())} row(s) have a {column!r} that is not valid Unicode (a lone surrogate; "
+            f"first: {_describe(rows.iloc[0])}); repair them, e.g. text.encode('utf-8', 'replace').decode('utf-8')"
+        )
     if not allow_empty:
         empty = values.str.strip().eq("")
         if empty.any():
@@ -56,6 +77,14 @@ def require_texts(inp: pd.DataFrame, column: str, *, who: str, allow_empty: bool
             raise ValueError(
                 f"{who}: {int(empty.sum())} row(s) have an empty {column!r} (first: {_describe(rows.iloc[0])})"
             )
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _describe(row: pd.Series) -> str:

@@ -18,15 +18,16 @@ from pyterrier_shallow.text_loader import TextLoader
 
 
 def default_rerankers(model: str | None = None, *, verbose: bool = False) -> dict[str, pt.Transformer]:
-    """Returns the demo's rerankers: all-MiniLM-L6-v2's cosine, and the cross-encoder ``model`` (or the shipped one).
+    """Returns the demo's rerankers: the cross-encoder ``model`` (or the shipped one), then all-MiniLM-L6-v2's cosine.
 
     Args:
         model: A cross-encoder (hub id or folder); ``None`` uses the one shipped with the package, if any.
         verbose: Show progress bars.
     """
-    rerankers = {"MiniLM bi-encoder": BiEncoder(verbose=verbose, warn_truncation=False).text_scorer()}
+    rerankers = {}
     if model is not None or (DEFAULT_CROSS_ENCODER_DIR / "config.json").is_file():
         rerankers["CrossEncoder"] = CrossEncoder(model, verbose=verbose, warn_truncation=False)
+    rerankers["MiniLM bi-encoder"] = BiEncoder(verbose=verbose, warn_truncation=False).text_scorer()
     return rerankers
 
 

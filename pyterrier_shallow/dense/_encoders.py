@@ -125,6 +125,7 @@ def stack_vectors(values: pd.Series, *, who: str, column: str) -> np.ndarray:
 
 def _require_sides(inp: pd.DataFrame, field: str) -> tuple[str, str]:
     """Checks the columns a text scorer needs and says where each side comes from (vectors first)."""
+    require_columns(inp, ["qid", "docno"], who="TextScorer")  # a frame, without duplicated columns
     options = [
         ("query", field),
         ("query_vec", field),

@@ -7,6 +7,7 @@ from pyterrier_shallow.gated.build import (
     load_delta,
     register_auto_classes,
     save_delta,
+    ship_checkpoint,
 )
 from pyterrier_shallow.gated.model import GatedBertConfig, GatedBertRanker
 
@@ -19,4 +20,5 @@ __all__ = [
     "load_delta",
     "register_auto_classes",
     "save_delta",
+    "ship_checkpoint",
 ]

