@@ -15,6 +15,8 @@ import pyterrier as pt
 import pyterrier_pisa
 from pyterrier_pisa import PisaIndex
 
+from pyterrier_shallow.bm25_retriever import BM25Retriever
+
 STEMMER = "porter2"
 """The stemmer of new indexes (PISA's default)."""
 
@@ -64,7 +66,7 @@ def bm25_index(
     if stopwords is not None:
         pyterrier_pisa.PisaStopwords(stopwords)
     if _complete(path):
-        return _open(path, stemmer=stemmer, stopwords=stopwords, threads=threads)
+        return open_index(path, stemmer=stemmer, stopwords=stopwords, threads=threads)
     if source is None:
         raise FileNotFoundError(f"no BM25 index at {str(path)!r} and no documents given to build one")
     if path.exists() and not _partial(path):
@@ -85,7 +87,7 @@ def bm25_index(
                 raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
-    return _open(path, stemmer=stemmer, stopwords=stopwords, threads=threads)
+    return open_index(path, stemmer=stemmer, stopwords=stopwords, threads=threads)
 
 
 def bm25(
@@ -122,16 +124,14 @@ def bm25(
         verbose: Show progress bars (while retrieving, only with ``threads=1``).
 
     Returns:
-        A ``pyterrier_pisa`` retriever: input ``qid``, ``query``; output adds ``docno``, float32 ``score`` and
-        ``rank``, keeping every input column. Queries from :mod:`pyterrier_shallow.datasets` are already safe;
-        make others safe with :func:`pyterrier_shallow.datasets.safe_query`.
+        A :class:`~pyterrier_shallow.bm25_retriever.BM25Retriever`: input ``qid`` (each once), ``query``; output
+        adds ``docno``, float32 ``score`` and ``rank``, keeping every input column. It checks its input, counts
+        queries that match nothing in a warning, and pickles. Queries from :mod:`pyterrier_shallow.datasets` are
+        already safe; make others safe with :func:`pyterrier_shallow.datasets.safe_query`.
     """
-    index = bm25_index(
-        source, path, fields=fields, stemmer=stemmer, stopwords=stopwords, threads=threads, verbose=verbose
-    )
-    # pyterrier-pisa 0.4.9 iterates its progress bar from several threads, which fails now and then (SystemError):
-    # a retriever with more than one thread shows no progress bar
-    return index.bm25(k1=k1, b=b, num_results=num_results, threads=threads, verbose=verbose and threads == 1)
+    bm25_index(source, path, fields=fields, stemmer=stemmer, stopwords=stopwords, threads=threads, verbose=verbose)
+    return BM25Retriever(path, num_results=num_results, k1=k1, b=b, stemmer=stemmer, stopwords=stopwords,
+                         threads=threads, verbose=verbose)
 
 
 def _complete(path: Path) -> bool:
@@ -146,7 +146,8 @@ def _partial(path: Path) -> bool:
     return not names or any(name.startswith(("fwd", "inv")) for name in names)
 
 
-def _open(path: Path, *, stemmer: str, stopwords: str | None, threads: int) -> PisaIndex:
+def open_index(path: Path, *, stemmer: str, stopwords: str | None, threads: int) -> PisaIndex:
+    """Opens the complete PISA index at ``path`` with the stopwords recorded at build time (unless given)."""
     meta = json.loads((path / _META).read_text())
     if stopwords is None:
         stopwords = meta.get(_OWN_KEY, {}).get("stopwords", STOPWORDS)

@@ -77,7 +77,7 @@ def test_result_frame(nfcorpus_test):
 
 def test_num_results_and_parameters(nfcorpus_test, tmp_path):
     dataset, retriever = nfcorpus_test
-    path = Path(str(retriever.index.path))
+    path = Path(retriever.path)
     topics = dataset.get_topics("test").head(2)
     short = bm25(None, path, num_results=10)(topics)
     assert len(short) == 20
@@ -87,7 +87,7 @@ def test_num_results_and_parameters(nfcorpus_test, tmp_path):
 
 def test_index_is_reused_without_reading_the_source(nfcorpus_test):
     _, retriever = nfcorpus_test
-    path = Path(str(retriever.index.path))
+    path = Path(retriever.path)
     before = {file: file.stat().st_mtime_ns for file in path.iterdir()}
 
     def must_not_be_read():
@@ -214,3 +214,64 @@ def test_verbose_build_and_threads(loaded_beir, tmp_path):
         assert len(retriever(topics)) == 3 * len(topics)
     assert retriever.verbose is False
     assert bm25(None, tmp_path / "index", verbose=True).verbose is True
+
+
+@pytest.fixture(scope="module")
+def fixture_bm25(tmp_path_factory):
+    """BM25 over the small BEIR excerpt of NFCorpus kept with the tests (no collections needed)."""
+    docs = pd.read_json(FIXTURE / "corpus.jsonl", lines=True).rename(columns={"_id": "docno"})
+    docs = docs.astype({"docno": str})[["docno", "title", "text"]]
+    return bm25(docs, tmp_path_factory.mktemp("bm25") / "fixture", num_results=5)
+
+
+def _queries(*texts, qids=None):
+    return pd.DataFrame({"qid": qids or [str(i) for i in range(len(texts))], "query": list(texts)})
+
+
+@pytest.mark.parametrize("bad", [None, float("nan"), pd.NA])
+def test_a_missing_query_is_an_error_naming_its_row(fixture_bm25, bad):
+    with pytest.raises(ValueError, match=r"1 row\(s\) have a missing or non-string 'query' \(first: qid='1'\)"):
+        fixture_bm25(_queries("vitamin d", bad))
+
+
+@pytest.mark.parametrize("qids", [[1, 2], [1.0, 2.0], ["1", 2]])
+def test_qids_that_are_not_str_are_an_error(fixture_bm25, qids):
+    with pytest.raises(TypeError, match="'qid' must hold str"):
+        fixture_bm25(_queries("vitamin d", "fat", qids=qids))
+
+
+def test_a_repeated_qid_is_an_error(fixture_bm25):
+    with pytest.raises(ValueError, match=r"1 qid\(s\) occur more than once \(first: '7'\)"):
+        fixture_bm25(_queries("vitamin d", "fat", qids=["7", "7"]))
+
+
+def test_queries_without_terms_give_no_rows_and_are_counted(fixture_bm25):
+    queries = _queries("vitamin d", "", "   ", "\U0001f600", "\x07\x08")
+    with pytest.warns(UserWarning, match=r"4 of 5 queries matched no document .*4 of them have no word characters"):
+        out = fixture_bm25(queries)
+    assert set(out["qid"]) == {"0"}
+
+
+def test_not_a_frame_and_duplicated_columns(fixture_bm25):
+    with pytest.raises(TypeError, match="DataFrame"):
+        fixture_bm25.transform({"qid": ["1"], "query": ["fat"]})
+    queries = _queries("fat")
+    with pytest.raises(ValueError, match="duplicated column"):
+        fixture_bm25(pd.concat([queries, queries[["query"]]], axis=1))
+
+
+def test_pickles_and_reopens_its_index(fixture_bm25):
+    import pickle
+
+    queries = _queries("vitamin d", "fat")
+    expected = fixture_bm25(queries)
+    copy = pickle.loads(pickle.dumps(fixture_bm25))
+    pd.testing.assert_frame_equal(copy(queries), expected)
+    pipeline = pickle.loads(pickle.dumps(fixture_bm25 % 2))
+    assert len(pipeline(queries)) == 4
+
+
+def test_exposes_its_arguments_for_inspection(fixture_bm25):
+    rebuilt = pt.inspect.transformer_apply_attributes(fixture_bm25, num_results=3)
+    assert rebuilt.num_results == 3 and rebuilt.path == fixture_bm25.path
+    assert len(rebuilt(_queries("vitamin d"))) == 3
