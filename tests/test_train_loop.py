@@ -271,3 +271,21 @@ def test_training_under_the_sparse_pattern(init_dir, source, validation, tmp_pat
     assert dense.steps == result.steps == 2
     with pytest.raises(ValueError, match="window"):
         TrainConfig(window=-1)
+
+
+def test_training_a_gated_cross_encoder_opens_its_gates(source, validation, tmp_path):
+    from pyterrier_shallow.gated import GatedBertRanker, init_gated_cross_encoder
+
+    init = init_gated_cross_encoder(None, tmp_path / "init", num_layers=2, max_length=128)
+    config = TrainConfig(steps=3, eval_every=3, **{**TINY, "head_lr": 5e-2}, scale_lr=1e-2)
+    result = train(init, source, tmp_path / "out", loss=make_loss("softmax-ce"), config=config,
+                   validation=validation, command="train --gated", verbose=False)
+    card = json.loads((tmp_path / "out" / "training_card.json").read_text())
+    assert [gate["layer"] for gate in card["gates"]] == [0, 1]
+    if result.best_step > 0:
+        assert max(gate["max"] for gate in card["gates"]) > 0.01
+    assert "Cross-attention gates" in (tmp_path / "out" / "README.md").read_text()
+    reranker = CrossEncoder(str(tmp_path / "out"), query_length=QUERY_LENGTH, doc_length=DOC_LENGTH,
+                            warn_truncation=False)
+    assert isinstance(reranker.model, GatedBertRanker)
+    assert validation.evaluate(reranker.score_pairs) == pytest.approx(result.best_score, abs=1e-6)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,7 @@ import numpy as np
 import pyterrier as pt
 import torch
 
+from .._hf import quiet_transformers
 from .._io import atomic_write_bytes, atomic_write_dir, atomic_write_json, digest
 from ..dense import BiEncoder, save_first_layers
 
@@ -127,6 +129,7 @@ def distill_bi_encoder(
     teacher: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     data: Sequence[str] = (),
+    student: str | os.PathLike | None = None,
     verbose: bool = True,
 ) -> dict:
     """Distils the first ``config.num_layers`` layers of ``teacher`` into a bi-encoder checkpoint ``BiEncoder`` loads.
@@ -138,6 +141,7 @@ def distill_bi_encoder(
         teacher: A local sentence-transformers folder (default: the bundled all-MiniLM-L6-v2).
         cache_dir: Where the teacher's embeddings are cached (``None``: not cached).
         data: The names of the collections the texts came from, for the card.
+        student: Continue from this student folder (an earlier run's output) instead of the teacher's first layers.
         verbose: Show progress bars.
 
     Returns:
@@ -157,7 +161,7 @@ def distill_bi_encoder(
 
     output_dir = Path(output_dir)
     staging = output_dir.with_name(f".{output_dir.name}.student")
-    save_first_layers(staging, config.num_layers, teacher)
+    save_first_layers(staging, config.num_layers, student or teacher)
     student = BiEncoder(staging, max_length=config.max_length, warn_truncation=False, device="cpu")
     net = student.model
     net.get_input_embeddings().weight.requires_grad_(False)  # shared with the teacher; not worth its optimizer state
@@ -193,14 +197,20 @@ def distill_bi_encoder(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         curve.append({"epoch": epoch + 1, "loss": float(np.mean(losses[-per_epoch:])),
                       "val_cosine": cosine(val_ids) if n_val else None})
+        _publish(output_dir, staging, net, _card(config, teacher, data, texts, n_val, before, curve, started, student))
     bar.close()
     net.eval()
-    card = {
+    shutil.rmtree(staging, ignore_errors=True)
+    return json.loads((output_dir / CARD_FILE).read_text())
+
+
+def _card(config, teacher, data, texts, n_val, before, curve, started, student) -> dict:
+    return {
         "kind": "bi-encoder distillation",
         "teacher": str(teacher or "sentence-transformers/all-MiniLM-L6-v2"),
         "config": asdict(config),
@@ -210,21 +220,23 @@ def distill_bi_encoder(
         "val_cosine_before": before,
         "curve": curve,
         "elapsed_s": round(time.monotonic() - started, 1),
+        "continued_from": None if student is None else str(student),
         "command": shlex.join(sys.argv),
     }
+
+
+def _publish(output_dir: Path, staging: Path, net, card: dict) -> None:
+    """Writes the student as it is now (after an epoch) into ``output_dir``, atomically."""
 
     def fill(folder: Path) -> None:
         for file in staging.iterdir():
             if file.is_file() and file.suffix not in (".safetensors", ".bin"):
                 atomic_write_bytes(folder / file.name, file.read_bytes())
-        net.save_pretrained(folder)
+        with quiet_transformers():
+            net.save_pretrained(folder)
         atomic_write_json(folder / CARD_FILE, card)
 
     atomic_write_dir(output_dir, fill)
-    import shutil
-
-    shutil.rmtree(staging, ignore_errors=True)
-    return card
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--max-texts", type=int, default=None, help="distil on a seeded sample of this many texts")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--student", default=None, help="continue from this student folder (an earlier run's output)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -255,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = BiDistillConfig(num_layers=args.layers, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              max_length=args.max_length)
     card = distill_bi_encoder(args.out, texts, config=config, cache_dir=args.cache_dir, data=data,
-                              verbose=not args.quiet)
+                              student=args.student, verbose=not args.quiet)
     print(json.dumps({key: card[key] for key in ("texts", "val_cosine_before", "curve", "elapsed_s")}, indent=1))
     return 0
 
