@@ -162,3 +162,24 @@ def test_delta_refuses_changed_token_embeddings(tmp_path, closed):
 def test_gated_from_bi_encoder_checks_layers():
     with pytest.raises(ValueError, match="num_layers"):
         gated_from_bi_encoder(num_layers=7)
+
+
+def test_sparse_cross_encoder_runs_a_gated_model_with_a_window(tmp_path, pairs, closed):
+    from pyterrier_shallow.sparse import SparseCrossEncoder
+
+    model, tokenizer = closed
+    opened = GatedBertRanker(model.config)
+    opened.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        opened.gates.fill_(0.4)
+    opened.save_pretrained(tmp_path / "opened")
+    tokenizer.save_pretrained(tmp_path / "opened")
+    options = dict(query_length=32, doc_length=200, warn_truncation=False)
+    dense = pts.CrossEncoder(tmp_path / "opened", **options)(pairs)["score"].to_numpy()
+    whole = SparseCrossEncoder(tmp_path / "opened", window=None, **options)(pairs)["score"].to_numpy()
+    np.testing.assert_allclose(whole, dense, atol=1e-4)
+    windowed = SparseCrossEncoder(tmp_path / "opened", window=2, **options)(pairs)["score"].to_numpy()
+    reference = GatedBertRanker(model.config.__class__(**{**opened.config.to_dict(), "doc_window": 2}))
+    reference.load_state_dict(opened.state_dict())
+    np.testing.assert_allclose(windowed, _logits(reference.eval(), tokenizer, pairs), atol=1e-4)
+    assert np.abs(windowed - dense).max() > 1e-3

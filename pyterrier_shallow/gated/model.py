@@ -109,13 +109,21 @@ class GatedBertRanker(BertPreTrainedModel):
             states = finish_layer(layer, states, context, chunk=None)
         return EncodedQueries(keys, values, mask, F.normalize(_mean_pool(states, mask), dim=-1))
 
-    def score(self, docs: DocTokens, queries: EncodedQueries) -> torch.Tensor:
-        """The logits ``(pairs,)`` of the pairs in ``docs``, each against its row of ``queries``."""
+    def score(self, docs: DocTokens, queries: EncodedQueries, *, doc_window: int | None | str = "config"
+              ) -> torch.Tensor:
+        """The logits ``(pairs,)`` of the pairs in ``docs``, each against its row of ``queries``.
+
+        Args:
+            docs: [CLS] and document tokens, with the row of each pair's query.
+            queries: From :meth:`encode_queries`.
+            doc_window: Document tokens attend to this many neighbours each side (``None``: all; ``"config"``:
+                the configuration's ``doc_window``).
+        """
         heads = self.config.num_attention_heads
         pair_query = docs.pair_query
         states = self._embed(docs.cls_ids, docs.ids)
         mask = torch.cat([docs.mask.new_ones(len(docs.mask), 1), docs.mask], dim=1)
-        self_mask = _doc_mask(mask, self.config.doc_window)
+        self_mask = _doc_mask(mask, self.config.doc_window if doc_window == "config" else doc_window)
         query_mask = queries.mask[pair_query][:, None, None, :]
         gates = torch.tanh(self.gates)
         cross = self.training or bool(gates.detach().abs().max() > 0)
@@ -173,3 +181,32 @@ def _doc_mask(mask: torch.Tensor, window: int | None) -> torch.Tensor:
     band[:, 0] = True  # every row sees the document's [CLS]
     band[0, :] = True  # and [CLS] sees the whole document
     return keys & band[None, None]
+
+
+class WindowedGatedModel(nn.Module):
+    """A gated cross-encoder with the interface :class:`~pyterrier_shallow.SparseCrossEncoder` scores through.
+
+    Queries are encoded once (they attend to themselves only, as always in this model); document tokens attend to
+    their [CLS] and ``window`` neighbours each side (a band mask: exact, though it saves no memory), and through
+    the gates to the query.
+
+    Args:
+        model: The gated cross-encoder (shared, not copied).
+        window: Document neighbours each side (``None``: the whole document).
+        cls_id: The tokenizer's [CLS] id.
+    """
+
+    def __init__(self, model: GatedBertRanker, window: int | None, cls_id: int):
+        super().__init__()
+        self.model, self.window, self.cls_id = model, window, cls_id
+
+    def encode_queries(self, queries: QueryTokens) -> EncodedQueries:
+        """Encodes distinct queries (each ``q [SEP]``)."""
+        device = next(self.model.parameters()).device
+        queries = queries.to(device)
+        return self.model.encode_queries(torch.full((len(queries.ids),), self.cls_id, device=device), queries)
+
+    def score(self, docs: DocTokens, queries: EncodedQueries) -> torch.Tensor:
+        """The logits ``(pairs, 1)``."""
+        docs = docs.to(next(self.model.parameters()).device)
+        return self.model.score(docs, queries, doc_window=self.window)[:, None]

@@ -181,6 +181,15 @@ class SparseCrossEncoder(CrossEncoder):
             extend_position_embeddings(self._model, self.max_length)
         super()._prepare_model()
         self._layout = PairLayout.of(self._tokenizer)
+        from pyterrier_shallow.gated.model import GatedBertRanker, WindowedGatedModel
+
+        if isinstance(self._model, GatedBertRanker):
+            if self.pattern != AttentionPattern(window=self.pattern.window):
+                raise ValueError(
+                    f"a gated cross-encoder runs under the default pattern with a window, not {self.pattern}"
+                )
+            self._sparse = WindowedGatedModel(self._model, self.pattern.window, self._layout.cls_id).eval()
+            return
         self._sparse = SparseCrossEncoderModel(
             self._model, self.pattern, kernel=self.kernel, block_size=self.block_size, row_chunk=self.row_chunk
         ).eval()
