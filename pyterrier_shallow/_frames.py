@@ -9,17 +9,22 @@ import pandas as pd
 import pyterrier as pt
 
 
-def require_columns(inp: pd.DataFrame, columns: Iterable[str], *, who: str) -> None:
-    """Raises ``pt.validate.InputValidationError`` (a ``KeyError``) naming every missing column and how to get it."""
-    columns = list(columns)
+def require_frame(inp: object, columns: Iterable[str], *, who: str) -> None:
+    """Raises a ``TypeError`` for anything but a DataFrame, and a ``ValueError`` for duplicated column names."""
     if not isinstance(inp, pd.DataFrame):
         raise TypeError(
-            f"{who} transforms a pandas DataFrame with the column(s) {columns}, but was given a "
+            f"{who} transforms a pandas DataFrame with the column(s) {list(columns)}, but was given a "
             f"{type(inp).__module__}.{type(inp).__qualname__}; build one with pd.DataFrame(...) or pt.new.queries(...)"
         )
     duplicated = sorted({str(name) for name in inp.columns[inp.columns.duplicated()]})
     if duplicated:
         raise ValueError(f"{who}: the input has duplicated column name(s) {duplicated}; keep one of each")
+
+
+def require_columns(inp: pd.DataFrame, columns: Iterable[str], *, who: str) -> None:
+    """Raises ``pt.validate.InputValidationError`` (a ``KeyError``) naming every missing column and how to get it."""
+    columns = list(columns)
+    require_frame(inp, columns, who=who)
     try:
         pt.validate.columns(inp, includes=columns)
     except pt.validate.InputValidationError as err:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts, with_scores
+from pyterrier_shallow._frames import require_columns, require_frame, require_str_ids, require_texts, with_scores
 from pyterrier_shallow.dense.bi_encoder import BiEncoder
 
 
@@ -125,7 +125,7 @@ def stack_vectors(values: pd.Series, *, who: str, column: str) -> np.ndarray:
 
 def _require_sides(inp: pd.DataFrame, field: str) -> tuple[str, str]:
     """Checks the columns a text scorer needs and says where each side comes from (vectors first)."""
-    require_columns(inp, ["qid", "docno"], who="TextScorer")  # a frame, without duplicated columns
+    require_frame(inp, ["qid", "docno", "query", field], who="TextScorer")
     options = [
         ("query", field),
         ("query_vec", field),
