@@ -45,6 +45,16 @@ def closed():
     return model, tokenizer
 
 
+def _copy(model, *, gates=None, **config):
+    """A copy of ``model`` in eval mode, with ``config`` settings changed and its gates set to ``gates``."""
+    copy = GatedBertRanker(model.config.__class__(**{**model.config.to_dict(), **config}))
+    copy.load_state_dict(model.state_dict())
+    if gates is not None:
+        with torch.no_grad():
+            copy.gates.fill_(gates)
+    return copy.eval()
+
+
 def _logits(model, tokenizer, frame, *, doc_length=200):
     pair_tokens = PairTokenizer(tokenizer, query_length=32, doc_length=doc_length, max_length=512)
     encoded = pair_tokens.encode(frame["query"].tolist(), frame["text"].tolist())
@@ -77,11 +87,7 @@ def test_six_layer_closed_gates_equal_the_shipped_bi_encoder(pairs):
 
 def test_open_gates_let_documents_read_the_query(closed, pairs):
     model, tokenizer = closed
-    opened = GatedBertRanker(model.config)
-    opened.load_state_dict(model.state_dict())
-    opened.eval()
-    with torch.no_grad():
-        opened.gates.fill_(0.5)
+    opened = _copy(model, gates=0.5)
     before, after = _logits(model, tokenizer, pairs), _logits(opened, tokenizer, pairs)
     assert np.abs(after - before).max() > 1e-2
     # each pair depends on its own query only, whatever else shares the batch
@@ -91,9 +97,7 @@ def test_open_gates_let_documents_read_the_query(closed, pairs):
 
 def test_gates_get_a_gradient_while_closed(closed, pairs):
     model, tokenizer = closed
-    trainable = GatedBertRanker(model.config)
-    trainable.load_state_dict(model.state_dict())
-    trainable.train()
+    trainable = _copy(model).train()
     pair_tokens = PairTokenizer(tokenizer, query_length=32, doc_length=64, max_length=512)
     encoded = pair_tokens.encode(pairs["query"].tolist()[:6], pairs["text"].tolist()[:6])
     logits = trainable(**pair_tokens.collate(encoded, np.arange(6))).logits
@@ -104,16 +108,11 @@ def test_gates_get_a_gradient_while_closed(closed, pairs):
 
 def test_doc_window_restricts_document_attention(closed, pairs):
     model, tokenizer = closed
-    windowed = GatedBertRanker(model.config.__class__(**{**model.config.to_dict(), "doc_window": 2}))
-    windowed.load_state_dict(model.state_dict())
-    windowed.eval()
-    dense, banded = _logits(model, tokenizer, pairs), _logits(windowed, tokenizer, pairs)
+    dense, banded = _logits(model, tokenizer, pairs), _logits(_copy(model, doc_window=2), tokenizer, pairs)
     assert np.abs(dense - banded).max() > 1e-3
     short = pairs.assign(text="vitamin d")  # [CLS] + 3 tokens + [SEP]: a window of 4 sees everything
-    wide = GatedBertRanker(model.config.__class__(**{**model.config.to_dict(), "doc_window": 4}))
-    wide.load_state_dict(model.state_dict())
-    wide.eval()
-    np.testing.assert_allclose(_logits(wide, tokenizer, short), _logits(model, tokenizer, short), atol=1e-5)
+    wide = _logits(_copy(model, doc_window=4), tokenizer, short)
+    np.testing.assert_allclose(wide, _logits(model, tokenizer, short), atol=1e-5)
 
 
 def test_cross_encoder_loads_a_full_checkpoint(tmp_path, pairs, closed):
@@ -127,12 +126,9 @@ def test_cross_encoder_loads_a_full_checkpoint(tmp_path, pairs, closed):
 
 def test_delta_round_trip_pickles_and_runs_int8(tmp_path, pairs, closed):
     model, tokenizer = closed
-    trained = GatedBertRanker(model.config)
-    trained.load_state_dict(model.state_dict())
+    trained = _copy(model, gates=0.3)
     with torch.no_grad():
-        trained.gates.fill_(0.3)
         trained.bert.encoder.layer[0].output.dense.bias.add_(0.01)
-    trained.eval()
     folder = save_delta(trained, tokenizer, tmp_path / "delta")
     weights = (folder / "delta.safetensors").stat().st_size
     assert weights < 0.5 * 4 * sum(p.numel() for p in trained.parameters())  # fp16, token embeddings left out
@@ -150,8 +146,7 @@ def test_delta_round_trip_pickles_and_runs_int8(tmp_path, pairs, closed):
 
 def test_delta_refuses_changed_token_embeddings(tmp_path, closed):
     model, tokenizer = closed
-    changed = GatedBertRanker(model.config)
-    changed.load_state_dict(model.state_dict())
+    changed = _copy(model)
     with torch.no_grad():
         changed.bert.embeddings.word_embeddings.weight[5] += 1.0
     with pytest.raises(ValueError, match="differs"):
@@ -168,10 +163,7 @@ def test_sparse_cross_encoder_runs_a_gated_model_with_a_window(tmp_path, pairs, 
     from pyterrier_shallow.sparse import SparseCrossEncoder
 
     model, tokenizer = closed
-    opened = GatedBertRanker(model.config)
-    opened.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        opened.gates.fill_(0.4)
+    opened = _copy(model, gates=0.4)
     opened.save_pretrained(tmp_path / "opened")
     tokenizer.save_pretrained(tmp_path / "opened")
     options = dict(query_length=32, doc_length=200, warn_truncation=False)
@@ -179,7 +171,5 @@ def test_sparse_cross_encoder_runs_a_gated_model_with_a_window(tmp_path, pairs, 
     whole = SparseCrossEncoder(tmp_path / "opened", window=None, **options)(pairs)["score"].to_numpy()
     np.testing.assert_allclose(whole, dense, atol=1e-4)
     windowed = SparseCrossEncoder(tmp_path / "opened", window=2, **options)(pairs)["score"].to_numpy()
-    reference = GatedBertRanker(model.config.__class__(**{**opened.config.to_dict(), "doc_window": 2}))
-    reference.load_state_dict(opened.state_dict())
-    np.testing.assert_allclose(windowed, _logits(reference.eval(), tokenizer, pairs), atol=1e-4)
+    np.testing.assert_allclose(windowed, _logits(_copy(opened, doc_window=2), tokenizer, pairs), atol=1e-4)
     assert np.abs(windowed - dense).max() > 1e-3

@@ -152,10 +152,7 @@ class GatedBertRanker(BertPreTrainedModel):
     ) -> SequenceClassifierOutput:
         """Scores padded ``[CLS] query [SEP] document [SEP]`` inputs; each distinct query is encoded once."""
         queries, docs = split_joint_inputs(input_ids, attention_mask, token_type_ids, share_queries=True)
-        first = torch.full((len(queries.ids),), len(docs.cls_ids), device=input_ids.device)
-        first = first.scatter_reduce(0, docs.pair_query, torch.arange(len(docs.cls_ids), device=input_ids.device),
-                                     reduce="amin")
-        encoded = self.encode_queries(docs.cls_ids[first], queries)
+        encoded = self.encode_queries(docs.cls_ids[:1].expand(len(queries.ids)), queries)  # one [CLS] id for all
         return SequenceClassifierOutput(logits=self.score(docs, encoded)[:, None])
 
     def gate_summary(self) -> list[dict]:
