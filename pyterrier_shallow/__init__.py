@@ -1,24 +1,39 @@
-"""pyterrier-shallow: fast multi-stage retrieval for PyTerrier under a latency budget."""
+"""pyterrier-shallow: fast multi-stage retrieval for PyTerrier under a latency budget.
 
-import importlib
+Names load on first use (``pts.CrossEncoder`` imports torch and transformers, ``pts.train`` the training loop), so
+that importing the package, and the command line's ``--help``, stay fast.
+"""
 
-from pyterrier_shallow import datasets
-from pyterrier_shallow.bm25 import bm25_index
-from pyterrier_shallow.cross_encoder import CrossEncoder, ScoringStats
-from pyterrier_shallow.dense import BiEncoder, FaissIndex, ScoreFusion
-from pyterrier_shallow.poly import PolyEncoder
-from pyterrier_shallow.sparse import AttentionPattern, SparseCrossEncoder
-from pyterrier_shallow.text_loader import TextLoader
+from typing import TYPE_CHECKING
+
+from pyterrier_shallow._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "AttentionPattern": ".sparse.pattern:AttentionPattern",
+    "BiEncoder": ".dense.bi_encoder:BiEncoder",
+    "CrossEncoder": ".cross_encoder:CrossEncoder",
+    "FaissIndex": ".dense.faiss_index:FaissIndex",
+    "PolyEncoder": ".poly.poly_encoder:PolyEncoder",
+    "ScoreFusion": ".dense.fusion:ScoreFusion",
+    "ScoringStats": ".cross_encoder:ScoringStats",
+    "SparseCrossEncoder": ".sparse.cross_encoder:SparseCrossEncoder",
+    "TextLoader": ".text_loader:TextLoader",
+    "bm25_index": ".bm25:bm25_index",
+    **{package: f".{package}" for package in ("budget", "datasets", "dense", "gated", "poly", "sparse", "train")},
+}
 
-def __getattr__(name: str):
-    """Imports the training package on first use (``pyterrier_shallow.train``): inference never loads it."""
-    if name == "train":
-        return importlib.import_module("pyterrier_shallow.train")
-    raise AttributeError(f"module 'pyterrier_shallow' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
+if TYPE_CHECKING:
+    from pyterrier_shallow import budget, datasets, dense, gated, poly, sparse, train
+    from pyterrier_shallow.bm25 import bm25_index
+    from pyterrier_shallow.cross_encoder import CrossEncoder, ScoringStats
+    from pyterrier_shallow.dense import BiEncoder, FaissIndex, ScoreFusion
+    from pyterrier_shallow.poly import PolyEncoder
+    from pyterrier_shallow.sparse import AttentionPattern, SparseCrossEncoder
+    from pyterrier_shallow.text_loader import TextLoader
 
 __all__ = [
     "AttentionPattern",
@@ -32,6 +47,11 @@ __all__ = [
     "TextLoader",
     "__version__",
     "bm25_index",
+    "budget",
     "datasets",
+    "dense",
+    "gated",
+    "poly",
+    "sparse",
     "train",
 ]

@@ -19,7 +19,7 @@ def one_torch_thread():
 
     Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
     """
-    from pyterrier_shallow.train.cli_args import torch_threads
+    from pyterrier_shallow.train.cli_run import torch_threads
 
     with torch_threads(1):
         yield

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def test_importing_the_package_does_not_import_training():
     code = (
@@ -24,3 +26,38 @@ def test_training_names_still_resolve():
 
     assert callable(train_codes)
     assert hasattr(pts.train, "train")
+
+
+def test_the_command_line_parses_without_torch_or_pyterrier():
+    """``pyterrier-shallow --help`` and argument errors answer at once: parsing loads no heavy library."""
+    code = (
+        "import sys\n"
+        "from pyterrier_shallow.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "parser.parse_args(['train', '--out', 'x', '--loss', 'soft-label'])\n"
+        "parser.parse_args(['sweep', 'bi-encoder:@2'])\n"
+        "heavy = [m for m in ('torch', 'transformers', 'pyterrier', 'pandas', 'numpy') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_loss_choices_are_the_losses():
+    from pyterrier_shallow.train.cli_args import LOSS_NAMES
+    from pyterrier_shallow.train.losses import LOSSES
+
+    assert list(LOSS_NAMES) == sorted(LOSSES)
+
+
+def test_lazy_names_resolve_and_list():
+    import pyterrier_shallow as pts
+    from pyterrier_shallow import CrossEncoder
+    from pyterrier_shallow.cross_encoder import CrossEncoder as Defined
+
+    assert CrossEncoder is Defined is pts.CrossEncoder
+    assert set(pts.__all__) <= set(dir(pts))
+    for name in pts.__all__:
+        assert getattr(pts, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'Missing'"):
+        pts.Missing  # noqa: B018

@@ -1,15 +1,34 @@
 """Gated cross-encoders: cross-encoders that begin as their bi-encoder and learn to read the query."""
 
-from pyterrier_shallow.gated.build import (
-    gated_from_bi_encoder,
-    init_gated_cross_encoder,
-    is_delta,
-    load_delta,
-    register_auto_classes,
-    save_delta,
-    ship_checkpoint,
-)
-from pyterrier_shallow.gated.model import GatedBertConfig, GatedBertRanker
+from typing import TYPE_CHECKING
+
+from pyterrier_shallow._lazy import lazy_exports
+
+_EXPORTS = {
+    "GatedBertConfig": ".model:GatedBertConfig",
+    "GatedBertRanker": ".model:GatedBertRanker",
+    "gated_from_bi_encoder": ".build:gated_from_bi_encoder",
+    "init_gated_cross_encoder": ".build:init_gated_cross_encoder",
+    "is_delta": ".build:is_delta",
+    "load_delta": ".build:load_delta",
+    "register_auto_classes": ".build:register_auto_classes",
+    "save_delta": ".build:save_delta",
+    "ship_checkpoint": ".build:ship_checkpoint",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from pyterrier_shallow.gated.build import (
+        gated_from_bi_encoder,
+        init_gated_cross_encoder,
+        is_delta,
+        load_delta,
+        register_auto_classes,
+        save_delta,
+        ship_checkpoint,
+    )
+    from pyterrier_shallow.gated.model import GatedBertConfig, GatedBertRanker
 
 __all__ = [
     "GatedBertConfig",

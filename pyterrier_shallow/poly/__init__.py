@@ -1,19 +1,29 @@
-"""Poly-encoders: precomputed document vectors scored by learned codes that attend over the query's tokens."""
+"""Poly-encoders: precomputed document vectors scored by learned codes that attend over the query's tokens.
 
-import importlib
+Names load on first use; the training names (``train_codes`` ...) load the training loop, which inference never
+imports.
+"""
 
-from pyterrier_shallow.poly.codes import CODE_COUNTS, PolyCodes
-from pyterrier_shallow.poly.poly_encoder import DEFAULT_POLY_ENCODER_DIR, PolyEncoder
+from typing import TYPE_CHECKING
 
-_TRAINING = ("FrozenEncodings", "PolyTrainConfig", "train_codes")
+from pyterrier_shallow._lazy import lazy_exports
 
+_EXPORTS = {
+    "CODE_COUNTS": ".codes:CODE_COUNTS",
+    "DEFAULT_POLY_ENCODER_DIR": ".poly_encoder:DEFAULT_POLY_ENCODER_DIR",
+    "FrozenEncodings": ".train:FrozenEncodings",
+    "PolyCodes": ".codes:PolyCodes",
+    "PolyEncoder": ".poly_encoder:PolyEncoder",
+    "PolyTrainConfig": ".train:PolyTrainConfig",
+    "train_codes": ".train:train_codes",
+}
 
-def __getattr__(name: str):
-    """The training names load the training loop on first use only: inference never imports it."""
-    if name in _TRAINING:
-        return getattr(importlib.import_module("pyterrier_shallow.poly.train"), name)
-    raise AttributeError(f"module 'pyterrier_shallow.poly' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
+if TYPE_CHECKING:
+    from pyterrier_shallow.poly.codes import CODE_COUNTS, PolyCodes
+    from pyterrier_shallow.poly.poly_encoder import DEFAULT_POLY_ENCODER_DIR, PolyEncoder
+    from pyterrier_shallow.poly.train import FrozenEncodings, PolyTrainConfig, train_codes
 
 __all__ = [
     "CODE_COUNTS",

@@ -8,16 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyterrier_shallow.train.cli_args import (
-    _DATA_HELP,
-    _Collections,
-    _source,
-    _validation,
-    combine_sources,
-    parse_data_spec,
-    source_weights,
-    torch_threads,
-)
+from pyterrier_shallow.train.cli_args import _DATA_HELP, parse_data_spec
 
 
 def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -93,6 +84,14 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
     from pyterrier_shallow.dense import BiEncoder
     from pyterrier_shallow.poly.poly_encoder import PolyEncoder
     from pyterrier_shallow.poly.train import FrozenEncodings, PolyTrainConfig, train_codes
+    from pyterrier_shallow.train.cli_run import (
+        Collections,
+        combine_sources,
+        held_out_validation,
+        source_weights,
+        torch_threads,
+        training_source,
+    )
 
     if not args.data:
         raise ValueError("give some training data with --data")
@@ -100,9 +99,9 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
         raise ValueError("--train-encoder trains one poly-encoder at a time: give one --codes value")
     weights = source_weights(args.data)
     with torch_threads(args.threads):
-        collections = _Collections(args)
-        validation, validation_label, held_out = _validation(args, collections)
-        sources = [_source(spec, args, collections, held_out if spec.label == validation_label else set())
+        collections = Collections(args)
+        validation, validation_label, held_out = held_out_validation(args, collections)
+        sources = [training_source(spec, args, collections, held_out if spec.label == validation_label else set())
                    for spec in args.data]
         source = combine_sources(sources, weights)
         encoder = BiEncoder(args.encoder, query_length=args.query_length, doc_length=args.doc_length,
