@@ -11,6 +11,17 @@ os.environ.setdefault("PT_TEST_TRANSFORMER_REPORTS", "0")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("PYTERRIER_SHALLOW_DATA", REPO_ROOT.parent / "shared" / "data"))
+ORDER_VAR = "PYTERRIER_SHALLOW_TEST_ORDER"
+"""Set to ``reverse`` to run the tests last to first (CI does, once), so that no test leans on an earlier one."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Reverses the test order when ``PYTERRIER_SHALLOW_TEST_ORDER=reverse``."""
+    order = os.environ.get(ORDER_VAR, "")
+    if order not in ("", "reverse"):
+        raise pytest.UsageError(f"{ORDER_VAR} must be 'reverse' or unset, not {order!r}")
+    if order == "reverse":
+        items.reverse()
 
 
 @pytest.fixture(scope="module")
