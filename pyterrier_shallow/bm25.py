@@ -15,6 +15,7 @@ import pyterrier as pt
 import pyterrier_pisa
 from pyterrier_pisa import PisaIndex
 
+from pyterrier_shallow._native_output import native_output_held_back
 from pyterrier_shallow.bm25_retriever import BM25Retriever
 
 STEMMER = "porter2"
@@ -165,11 +166,13 @@ def _build(source: object, path: Path, *, fields: tuple[str, ...], stemmer: str,
     first = next(documents, None)  # checked here, so that PISA never starts on a bad or empty corpus
     if first is None:
         raise ValueError("BM25 indexing: no documents to index")
-    documents = pt.tqdm(itertools.chain([first], documents), desc="BM25 indexing", unit="doc", disable=not verbose)
     errors: list[Exception] = []
     counter = [0]
     index = PisaIndex(str(path), text_field="text", stemmer=stemmer, threads=threads)
-    index.indexer(text_field="text").index(_recorded(documents, errors, counter))
+    with native_output_held_back() as console:  # PISA logs each stage and counts percentages on stdout/stderr
+        documents = pt.tqdm(itertools.chain([first], documents), desc="BM25 indexing", unit="doc",
+                            disable=not verbose, file=console)
+        index.indexer(text_field="text").index(_recorded(documents, errors, counter))
     if errors:
         raise errors[0]
     return counter[0]

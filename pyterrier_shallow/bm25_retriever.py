@@ -12,6 +12,7 @@ import pandas as pd
 import pyterrier as pt
 
 from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts
+from pyterrier_shallow._native_output import native_output_held_back
 
 _WORD = re.compile(r"\w")
 
@@ -82,8 +83,9 @@ class BM25Retriever(pt.Transformer):
             index = open_index(Path(self.path), stemmer=self.stemmer, stopwords=self.stopwords, threads=self.threads)
             # pyterrier-pisa iterates its progress bar from several threads, which fails now and then: a retriever
             # with more than one thread shows none
-            self._retriever = index.bm25(k1=self.k1, b=self.b, num_results=self.num_results, threads=self.threads,
-                                         verbose=self.verbose and self.threads == 1)
+            with native_output_held_back():  # the first use compresses the index, which PISA logs stage by stage
+                self._retriever = index.bm25(k1=self.k1, b=self.b, num_results=self.num_results,
+                                             threads=self.threads, verbose=self.verbose and self.threads == 1)
         return self._retriever
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:

@@ -275,3 +275,36 @@ def test_exposes_its_arguments_for_inspection(fixture_bm25):
     rebuilt = pt.inspect.transformer_apply_attributes(fixture_bm25, num_results=3)
     assert rebuilt.num_results == 3 and rebuilt.path == fixture_bm25.path
     assert len(rebuilt(_queries("vitamin d"))) == 3
+
+
+def test_indexing_and_first_search_print_nothing_but_one_progress_bar(tmp_path, capfd):
+    """PISA's native stage logs, percentages and index paths are held back; verbose shows one progress bar."""
+    capfd.readouterr()
+    quiet = bm25(datasets.vaswani(), tmp_path / "quiet")
+    assert len(quiet.search("dielectric constant of liquids")) > 0
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    verbose = bm25(datasets.vaswani(), tmp_path / "verbose", verbose=True)
+    verbose.search("dielectric constant of liquids")
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "BM25 indexing" in err
+    assert "[info]" not in err and "Storing terms" not in err
+
+
+def test_held_back_native_output_is_shown_when_the_block_fails(capfd):
+    import os
+
+    from pyterrier_shallow._native_output import native_output_held_back
+
+    with pytest.raises(RuntimeError, match="indexing failed"), native_output_held_back():
+        os.write(1, b"native detail that explains the failure\n")
+        raise RuntimeError("indexing failed")
+    out, err = capfd.readouterr()
+    assert "native detail that explains the failure" in err
+    with native_output_held_back() as console:
+        os.write(2, b"held back\n")
+        print("progress", file=console)
+    out, err = capfd.readouterr()
+    assert "held back" not in out + err
+    assert "progress" in err
