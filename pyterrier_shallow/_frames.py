@@ -103,4 +103,14 @@ def with_scores(inp: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
     out["score"] = np.asarray(scores, dtype=np.float32)
     if "rank" in out.columns:
         out = out.drop(columns=["rank"])
-    return pt.model.add_ranks(out)
+    return add_ranks(out)
+
+
+def add_ranks(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sets ``rank`` in place: 0 for each query's best ``score``, ties in row order (as ``pt.model.add_ranks``)."""
+    if len(frame) == 0:
+        frame["rank"] = pd.Series(index=frame.index, dtype=np.int64)
+        return frame
+    ranks = frame.groupby("qid", sort=False)["score"].rank(ascending=False, method="first")
+    frame["rank"] = ranks.to_numpy(dtype=np.int64) - 1
+    return frame

@@ -20,7 +20,8 @@ def _add_demo(subparsers) -> None:
     parser.add_argument("--dataset", default="vaswani", help="a collection name, or beir:<folder> (default: vaswani)")
     parser.add_argument("--split", default=None, help="the topics/qrels split (default: the collection's default)")
     parser.add_argument("--model", default=None, help="a cross-encoder (hub id or folder; default: the shipped one)")
-    parser.add_argument("--depth", type=int, default=100, help="BM25 candidates reranked per query (default: 100)")
+    parser.add_argument("--depth", type=int, default=20,
+                        help="BM25 candidates reranked per query (default: 20; 100 for the full-size experiment)")
     parser.add_argument("--index-dir", default=None, help="where the BM25 index is kept (default: a cache folder)")
     parser.add_argument("--max-queries", type=int, default=None, help="evaluate on the first N queries only")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 
 from pyterrier_shallow.cli import main
@@ -6,12 +8,22 @@ from pyterrier_shallow.cli import main
 def test_demo_runs_offline_on_the_bundled_collection(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PYTERRIER_SHALLOW_DATA", raising=False)
     monkeypatch.chdir(tmp_path)  # no shared/data above: the bundled Vaswani must be enough
-    status = main(["demo", "--index-dir", str(tmp_path / "index"), "--depth", "10", "--quiet"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status = main(["demo", "--index-dir", str(tmp_path / "index"), "--depth", "10", "--quiet"])
+    assert [str(warning.message) for warning in caught] == []  # quiet by default: no stray warnings
     out = capsys.readouterr().out
     assert status == 0
     bm25_row = next(line for line in out.splitlines() if line.strip().startswith("BM25 "))
     assert "0.4667" in bm25_row  # nDCG@10 of BM25 on Vaswani, the reference figure
     assert "BM25 >> MiniLM bi-encoder (top 10)" in out
+
+
+def test_the_demo_default_depth_is_the_documented_one():
+    from pyterrier_shallow.cli import build_parser
+    from pyterrier_shallow.demo import DEMO_DEPTH
+
+    assert build_parser().parse_args(["demo"]).depth == DEMO_DEPTH
 
 
 def test_demo_reranks_with_a_given_cross_encoder(tmp_path, capsys, shallow_checkpoint):
