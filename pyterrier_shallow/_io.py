@@ -12,20 +12,41 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file in the same folder, then renames it into place."""
+def usual_permissions(path: str | os.PathLike) -> None:
+    """Gives a file or folder made by ``tempfile`` (private: 0600 / 0700) the permissions ``open`` would give it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
+
+
+def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Has ``write(temporary)`` write a file beside ``path``, then renames it into place with the usual permissions.
+
+    An interruption leaves ``path`` as it was (and no temporary file behind).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        write(Path(tmp))
+        usual_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file in the same folder, then renames it into place."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+
+    atomic_write_with(path, write)
 
 
 def atomic_write_json(path: str | os.PathLike, payload: Any) -> None:
@@ -45,9 +66,7 @@ def atomic_write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> N
     old = path.with_name(path.name + ".old")
     try:
         fill(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes the folder private; give it the usual permissions
+        usual_permissions(tmp)  # mkdtemp makes the folder private
         if old.exists():
             shutil.rmtree(old)
         if path.exists():

@@ -15,6 +15,7 @@ import pyterrier as pt
 import pyterrier_pisa
 from pyterrier_pisa import PisaIndex
 
+from pyterrier_shallow._io import usual_permissions
 from pyterrier_shallow._native_output import native_output_held_back
 from pyterrier_shallow.bm25_retriever import BM25Retriever
 
@@ -79,6 +80,7 @@ def bm25_index(
         meta = json.loads((building / _META).read_text())
         meta[_OWN_KEY] = {"fields": list(fields), "stopwords": stopwords or STOPWORDS, "num_docs": count}
         (building / _META).write_text(json.dumps(meta))
+        usual_permissions(building)  # mkdtemp makes the folder private
         if path.exists() and not _complete(path):
             shutil.rmtree(path)
         try:

@@ -308,3 +308,14 @@ def test_held_back_native_output_is_shown_when_the_block_fails(capfd):
     out, err = capfd.readouterr()
     assert "held back" not in out + err
     assert "progress" in err
+
+
+def test_the_index_folder_gets_the_usual_permissions(tmp_path):
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        bm25(datasets.vaswani(), tmp_path / "index")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "index").stat().st_mode) == 0o755

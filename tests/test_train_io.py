@@ -42,3 +42,22 @@ def test_digest_is_stable_and_order_sensitive():
     assert digest(["a", "b"], 3) == digest(["a", "b"], 3)
     assert digest(["a", "b"], 3) != digest(["b", "a"], 3)
     assert len(digest("x")) == 16
+
+
+def test_atomic_writes_give_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from pyterrier_shallow._io import atomic_write_bytes, atomic_write_dir, atomic_write_with
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        atomic_write_with(tmp_path / "b.csv", lambda path: path.write_text("a,b\n"))
+        atomic_write_dir(tmp_path / "folder", lambda folder: (folder / "f").write_text("y"))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.csv").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.bin", "b.csv", "folder"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
@@ -137,12 +136,6 @@ def _named_models(specs: list[str]) -> dict[str, str]:
 
 
 def _write_csv(frame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        frame.to_csv(temporary, index=False)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    from pyterrier_shallow._io import atomic_write_with
+
+    atomic_write_with(path, lambda temporary: frame.to_csv(temporary, index=False))

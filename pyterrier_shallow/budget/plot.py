@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from pyterrier_shallow._io import atomic_write_with
 from pyterrier_shallow.budget.sweep import FIRST_STAGE, SweepResult
 
 
@@ -62,14 +62,8 @@ def plot_tradeoff(
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(handle)
     try:
-        figure.savefig(temporary, dpi=120)
-        os.replace(temporary, path)
+        atomic_write_with(path, lambda temporary: figure.savefig(temporary, dpi=120, format="png"))
     finally:
         plt.close(figure)
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return path

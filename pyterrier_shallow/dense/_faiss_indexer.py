@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from pyterrier_shallow._io import usual_permissions
 from pyterrier_shallow.dense._encoders import stack_vectors
 from pyterrier_shallow.dense._faiss_types import IndexSpec, new_index, train_index
 from pyterrier_shallow.dense.bi_encoder import BiEncoder
@@ -73,6 +74,7 @@ class FaissIndexer(pt.Indexer):
         try:
             meta = self._build(corpus_iter, building)
             write_meta(building, meta)
+            usual_permissions(building)  # mkdtemp makes the folder private
             _move_into_place(building, path)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
