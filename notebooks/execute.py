@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 FOLDER = Path(__file__).resolve().parent
 NEEDS_COLLECTIONS = "needs_collections"
@@ -102,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in paths:
         with tempfile.TemporaryDirectory(prefix="notebook-") as scratch:
-            notebook, left = execute(path, Path(scratch))
+            try:
+                notebook, left = execute(path, Path(scratch))
+            except CellExecutionError as err:
+                failed += 1
+                print(f"{path.name}: not stored, a cell failed\n{err}", file=sys.stderr)
+                continue
         problems = output_problems(notebook) + [f"left behind in the temporary folder: {name}" for name in left]
         if problems:
             failed += 1
