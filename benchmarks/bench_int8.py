@@ -45,14 +45,14 @@ def onnx_runners(ce: pts.CrossEncoder, directory: Path, threads: int) -> dict:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError:
         return {}
-    ce.model  # noqa: B018 - loads the model and its pair tokenizer
+    ce.network  # noqa: B018 - loads the model and its pair tokenizer
     sample = ce._pairs.collate(ce._pairs.encode(["a query"] * 2, ["a document", "another document"]), np.arange(2))
     directory.mkdir(parents=True, exist_ok=True)
     full, small = directory / "model.onnx", directory / "model.int8.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            ce.model,
+            ce.network,
             (),
             str(full),
             kwargs=dict(sample),
@@ -137,8 +137,8 @@ def agreement(args, index_dir: Path) -> list[str]:
         from pyterrier_shallow.dense import BiEncoder
 
         full, int8 = BiEncoder(), BiEncoder()
-        int8.model  # noqa: B018 - loads it
-        int8._model = quantize_for_cpu(int8._model, "int8")
+        int8.network  # noqa: B018 - loads it
+        int8._network = quantize_for_cpu(int8._network, "int8")
         scorers = {"float32": full.text_scorer(), "int8": int8.text_scorer()}
         label = "all-MiniLM-L6-v2 bi-encoder scorer (trained, 6 layers)"
     runs = {name: scorer(candidates) for name, scorer in scorers.items()}

@@ -60,7 +60,8 @@ def execute(path: Path, scratch: Path, *, timeout: int = 900) -> tuple[nbformat.
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    left = sorted(str(child.relative_to(temporary)) for child in temporary.iterdir())
+    # torch keeps its compile cache (torchinductor_<user>) in the temporary folder on purpose, shared by processes
+    left = sorted(child.name for child in temporary.iterdir() if not child.name.startswith("torchinductor_"))
     return notebook, left
 
 

@@ -7,7 +7,9 @@ a name that needs them is touched.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
+import types
 from collections.abc import Callable, Mapping
 
 
@@ -34,4 +36,24 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[st
     def __dir__() -> list[str]:
         return sorted({*vars(sys.modules[package]), *exports})
 
+    sys.modules[package].__class__ = _binding_guard(package, exports)
     return __getattr__, __dir__
+
+
+def _binding_guard(package: str, exports: Mapping[str, str]) -> type[types.ModuleType]:
+    """A module class for ``package`` that keeps an exported name bound to what it exports.
+
+    Importing a submodule binds it on its package under its own name, so ``budget.sweep`` (the function, from the
+    submodule ``budget.sweep``) would become the module once anything imported the submodule. This class binds the
+    exported attribute instead.
+    """
+
+    class GuardedPackage(types.ModuleType):
+        def __setattr__(self, name: str, value: object) -> None:
+            module_name, _, attribute = exports.get(name, "").partition(":")
+            if (attribute and isinstance(value, types.ModuleType)
+                    and value.__name__ == importlib.util.resolve_name(module_name, package)):
+                value = getattr(value, attribute)
+            super().__setattr__(name, value)
+
+    return GuardedPackage

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from pyterrier_shallow._frames import require_columns, require_str_ids, require_
 from pyterrier_shallow._hf import choose_device, choose_dtype, default_cross_encoder_path, load_pretrained
 from pyterrier_shallow._pair_tokenizer import PairTokenizer
 from pyterrier_shallow._quantize import PRECISIONS, quantize_for_cpu
+from pyterrier_shallow._warnings import warn_user
 
 DEFAULT_QUERY_LENGTH = 64
 TRAINING_CARD = "training_card.json"
@@ -99,6 +99,7 @@ class CrossEncoder(pt.Transformer):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.model = model  # as given (None: the shipped default), so that pt.inspect can rebuild this reranker
         self.source = default_cross_encoder_path() if model is None else model
         self.batch_size = batch_size
         self.token_budget = token_budget
@@ -113,53 +114,53 @@ class CrossEncoder(pt.Transformer):
         self.warn_truncation = warn_truncation
         self.verbose = verbose
         self.last_stats = ScoringStats()
-        self._model = None
+        self._network = None
         self._tokenizer = None
         self._pairs = None
         if isinstance(model, tuple):
-            self._model, self._tokenizer = model
+            self._network, self._tokenizer = model
             self._prepare_model()
 
     def __repr__(self) -> str:
-        source = type(self._model).__name__ if isinstance(self.source, tuple) else str(self.source)
+        source = type(self._network).__name__ if isinstance(self.source, tuple) else str(self.source)
         return f"CrossEncoder({source!r}, device={self.device.type!r}, precision={self.precision!r})"
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         if not isinstance(self.source, tuple):
-            state.update(_model=None, _tokenizer=None, _pairs=None)  # reloaded lazily where unpickled
+            state.update(_network=None, _tokenizer=None, _pairs=None)  # reloaded lazily where unpickled
         return state
 
     @property
-    def model(self) -> torch.nn.Module:
-        """The underlying Hugging Face model, loaded on first use."""
-        if self._model is None:
+    def network(self) -> torch.nn.Module:
+        """The underlying Hugging Face model (``torch.nn.Module``), loaded on first use."""
+        if self._network is None:
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
             from pyterrier_shallow.gated import is_delta, load_delta, register_auto_classes
 
             if is_delta(self.source):
-                self._model, self._tokenizer = load_delta(self.source)
+                self._network, self._tokenizer = load_delta(self.source)
             else:
                 register_auto_classes()
                 self._tokenizer = load_pretrained(AutoTokenizer, self.source)
-                self._model = load_pretrained(AutoModelForSequenceClassification, self.source)
+                self._network = load_pretrained(AutoModelForSequenceClassification, self.source)
             self._prepare_model()
-        return self._model
+        return self._network
 
     @property
     def tokenizer(self):
         """The model's tokenizer, loaded on first use."""
-        self.model  # noqa: B018 - loads both
+        self.network  # noqa: B018 - loads both
         return self._tokenizer
 
     def _prepare_model(self) -> None:
-        num_labels = self._model.config.num_labels
+        num_labels = self._network.config.num_labels
         if num_labels not in (1, 2):
             raise ValueError(f"CrossEncoder needs a one- or two-logit classification head; this model has {num_labels}")
-        self._model.to(device=self.device, dtype=self.dtype).eval()
-        self._model = quantize_for_cpu(self._model, self.precision)
-        model_limit = getattr(self._model.config, "max_position_embeddings", 512)
+        self._network.to(device=self.device, dtype=self.dtype).eval()
+        self._network = quantize_for_cpu(self._network, self.precision)
+        model_limit = getattr(self._network.config, "max_position_embeddings", 512)
         tokenizer_limit = getattr(self._tokenizer, "model_max_length", model_limit) or model_limit
         max_length = self.max_length or min(model_limit, tokenizer_limit)
         if max_length > model_limit:
@@ -182,7 +183,7 @@ class CrossEncoder(pt.Transformer):
 
     def pair_lengths(self, queries: list[str], texts: list[str]) -> np.ndarray:
         """Returns the length in tokens of each pair as scored (truncated, special tokens included)."""
-        self.model  # noqa: B018 - the pair tokenizer is built with the model
+        self.network  # noqa: B018 - the pair tokenizer is built with the model
         return self._pairs.encode(queries, texts).lengths
 
     @torch.inference_mode()
@@ -190,7 +191,7 @@ class CrossEncoder(pt.Transformer):
         """Scores ``zip(queries, texts)`` and returns float32 scores in the same order."""
         if len(queries) != len(texts):
             raise ValueError(f"got {len(queries)} queries but {len(texts)} texts")
-        model = self.model
+        model = self.network
         encoded = self._pairs.encode(queries, texts)
         batches = length_sorted_batches(encoded.lengths, batch_size=self.batch_size, token_budget=self.token_budget)
         stats = ScoringStats(
@@ -216,9 +217,8 @@ class CrossEncoder(pt.Transformer):
         if not self.warn_truncation or not (stats.truncated_docs or stats.truncated_queries):
             return
         pairs = self._pairs
-        warnings.warn(
+        warn_user(
             f"{type(self).__name__} truncated {stats.truncated_docs} of {stats.pairs} documents "
             f"(max_length={pairs.max_length}, doc_length={pairs.doc_length}) and {stats.truncated_queries} queries "
-            f"(query_length={pairs.query_length}); pass warn_truncation=False to silence this.",
-            stacklevel=3,
+            f"(query_length={pairs.query_length}); pass warn_truncation=False to silence this."
         )

@@ -39,7 +39,15 @@ class TextLoader(pt.Transformer):
     ):
         self.field = field
         self.overwrite = overwrite
+        self.verbose = verbose
         self.lookup = _build_lookup(source, field, verbose=verbose)
+        # read again by pt.inspect to rebuild this loader: a one-shot iterator is replaced by what it gave
+        reusable = isinstance(source, (Mapping, pd.DataFrame)) or hasattr(source, "get_corpus_iter")
+        self.source = source if reusable else self.lookup
+
+    def __getstate__(self) -> dict:
+        # the lookup stands in for the source: it rebuilds the same loader, and a corpus iterator would not pickle
+        return {**self.__dict__, "source": self.lookup}
 
     def __repr__(self) -> str:
         return f"TextLoader({len(self.lookup)} documents, field={self.field!r})"

@@ -67,7 +67,7 @@ def test_calibrate_on_a_real_cross_encoder(shallow_checkpoint, nfcorpus_pairs):
         calls.append(len(q))
         return ce.score_pairs(q, t)
 
-    lengths = ce._pairs.encode(queries, texts).lengths if ce.model is not None else None
+    lengths = ce._pairs.encode(queries, texts).lengths if ce.network is not None else None
     model = calibrate(score_pairs, queries, texts, lengths, sizes=(1, 4, 16), repeats=2)
     assert model.ms_per_token > 0 and model.overhead_ms >= 0
     assert calls == [16, 1, 1, 4, 4, 16, 16]  # one warm-up call, then each size twice

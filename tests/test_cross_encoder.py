@@ -109,7 +109,7 @@ def test_int8_precision_quantises_and_stays_close_to_float32(shallow_checkpoint,
 
     int8 = pts.CrossEncoder(shallow_checkpoint, max_length=256, precision="int8", warn_truncation=False)
     ours = int8(nfcorpus_pairs)["score"].to_numpy()
-    assert quantized_linear_count(int8.model) > 0
+    assert quantized_linear_count(int8.network) > 0
     reference = scorer(nfcorpus_pairs)["score"].to_numpy()
     assert ours.dtype == np.float32
     np.testing.assert_allclose(ours, reference, atol=0.02)

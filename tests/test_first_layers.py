@@ -46,3 +46,12 @@ def test_out_of_range_layer_counts_are_rejected(tmp_path, layers):
 def test_a_source_that_is_not_a_local_checkpoint_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="local checkpoint folder"):
         save_first_layers(tmp_path / "cut", 2, source=tmp_path / "nowhere")
+
+
+def test_cutting_layers_prints_no_load_report(tmp_path, capfd):
+    from pyterrier_shallow.dense import save_first_layers
+
+    capfd.readouterr()
+    save_first_layers(tmp_path / "two", 2)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")

@@ -119,7 +119,7 @@ def test_cross_encoder_loads_a_full_checkpoint(tmp_path, pairs, closed):
     folder = init_gated_cross_encoder(None, tmp_path / "gated", num_layers=2)
     ranker = pts.CrossEncoder(folder, query_length=32, doc_length=200, warn_truncation=False)
     scored = ranker(pairs)
-    assert isinstance(ranker.model, GatedBertRanker)
+    assert isinstance(ranker.network, GatedBertRanker)
     assert scored["score"].dtype == np.float32
     np.testing.assert_allclose(scored["score"].to_numpy(), _logits(*closed, pairs), atol=1e-4)
 

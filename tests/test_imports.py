@@ -61,3 +61,16 @@ def test_lazy_names_resolve_and_list():
         assert getattr(pts, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'Missing'"):
         pts.Missing  # noqa: B018
+
+
+def test_a_name_shared_with_its_submodule_stays_the_exported_function():
+    code = (
+        "import pyterrier_shallow.budget.sweep, pyterrier_shallow.datasets.vaswani\n"
+        "import pyterrier_shallow.train.pseudo_queries\n"
+        "from pyterrier_shallow.budget import sweep\n"
+        "from pyterrier_shallow.datasets import vaswani\n"
+        "from pyterrier_shallow.train import pseudo_queries\n"
+        "assert callable(sweep) and callable(vaswani) and callable(pseudo_queries)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -11,7 +11,7 @@ from pyterrier_shallow._quantize import quantize_for_cpu, quantized_linear_count
 @pytest.fixture(scope="module")
 def loaded(shallow_checkpoint):
     ce = pts.CrossEncoder(shallow_checkpoint, max_length=256, warn_truncation=False)
-    return ce.model, ce.tokenizer
+    return ce.network, ce.tokenizer
 
 
 def test_float32_returns_the_model_unchanged(loaded):

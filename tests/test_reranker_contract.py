@@ -86,7 +86,7 @@ def test_pickle_round_trip_reloads_the_model(kind, shallow_checkpoint, nfcorpus_
     payload = pickle.dumps(scorer)
     assert len(payload) < 100_000  # the weights are not pickled: the worker reloads them
     clone = pickle.loads(payload)
-    assert clone._model is None
+    assert clone._network is None
     np.testing.assert_allclose(clone(frame)["score"].to_numpy(), before, atol=1e-6)
 
 

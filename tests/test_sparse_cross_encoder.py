@@ -33,7 +33,7 @@ def sparse(dense):
 
 def reference_scores(cross_encoder, frame, pattern):
     """The dense model with the pattern's full token-to-token mask, on the pairs the cross-encoder would build."""
-    pairs, model = cross_encoder._pairs, cross_encoder.model
+    pairs, model = cross_encoder._pairs, cross_encoder.network
     encoded = pairs.encode(frame["query"].tolist(), frame["text"].tolist())
     inputs = pairs.collate(encoded, np.arange(len(frame)))
     groups = torch.where(inputs["token_type_ids"] == 1, DOC, QUERY)
@@ -83,9 +83,9 @@ def test_batching_and_order_do_not_change_scores(sparse, dense, nfcorpus_pairs):
 
 
 def test_from_cross_encoder_shares_the_loaded_model_and_settings(dense):
-    loaded = dense.model  # loads it, whichever test of this module ran before
+    loaded = dense.network  # loads it, whichever test of this module ran before
     sparse = SparseCrossEncoder.from_cross_encoder(dense, window=2, batch_size=5)
-    assert sparse.model is loaded
+    assert sparse.network is loaded
     assert sparse.pattern == AttentionPattern(window=2)
     assert (sparse.batch_size, sparse.max_length, sparse.query_length) == (5, dense.max_length, dense.query_length)
     assert "window=2" in repr(sparse)
@@ -94,7 +94,7 @@ def test_from_cross_encoder_shares_the_loaded_model_and_settings(dense):
 def test_from_an_unloaded_cross_encoder_loads_lazily(checkpoint, nfcorpus_pairs):
     dense = pts.CrossEncoder(checkpoint, max_length=192, warn_truncation=False)
     lazy = SparseCrossEncoder.from_cross_encoder(dense, window=4)
-    assert lazy._model is None
+    assert lazy._network is None
     assert len(lazy(nfcorpus_pairs.head(3))) == 3
 
 
@@ -130,9 +130,9 @@ def test_extended_positions_score_long_documents_without_touching_the_dense_mode
     before = dense(frame)["score"].to_numpy()
     sparse = SparseCrossEncoder.from_cross_encoder(dense, window=4, max_length=1536, extend_positions=True)
     out = sparse(frame)
-    assert sparse.model is not dense.model
-    assert sparse.model.config.max_position_embeddings == 1536
-    assert dense.model.config.max_position_embeddings == 512
+    assert sparse.network is not dense.network
+    assert sparse.network.config.max_position_embeddings == 1536
+    assert dense.network.config.max_position_embeddings == 512
     assert sparse.last_stats.tokens > 2 * 1500
     np.testing.assert_allclose(dense(frame)["score"].to_numpy(), before, atol=1e-6)
     np.testing.assert_allclose(out["score"].to_numpy(), reference_scores(sparse, frame, sparse.pattern), atol=1e-4)
@@ -148,4 +148,5 @@ def test_two_logit_head_scores_relevant_minus_irrelevant(two_logit_checkpoint, n
 def test_sparse_model_is_a_trainable_module(sparse, nfcorpus_pairs):
     module = sparse.sparse_model
     assert isinstance(module, torch.nn.Module)
-    assert {name for name, _ in module.named_parameters()} == {f"model.{n}" for n, _ in sparse.model.named_parameters()}
+    expected = {f"model.{name}" for name, _ in sparse.network.named_parameters()}
+    assert {name for name, _ in module.named_parameters()} == expected

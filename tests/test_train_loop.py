@@ -287,5 +287,5 @@ def test_training_a_gated_cross_encoder_opens_its_gates(source, validation, tmp_
     assert "Cross-attention gates" in (tmp_path / "out" / "README.md").read_text()
     reranker = CrossEncoder(str(tmp_path / "out"), query_length=QUERY_LENGTH, doc_length=DOC_LENGTH,
                             warn_truncation=False)
-    assert isinstance(reranker.model, GatedBertRanker)
+    assert isinstance(reranker.network, GatedBertRanker)
     assert validation.evaluate(reranker.score_pairs) == pytest.approx(result.best_score, abs=1e-6)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ import torch
 
 from pyterrier_shallow._batching import length_sorted_batches
 from pyterrier_shallow._hf import choose_device, choose_dtype, load_pretrained, minilm_path
+from pyterrier_shallow._warnings import warn_user
 from pyterrier_shallow.dense._layout import EncoderLayout, read_layout
 from pyterrier_shallow.dense._pooling import check_pooling, pool
 
@@ -291,10 +291,9 @@ class BiEncoder:
             return
         length = self.query_length if kind == "query" else self.doc_length
         noun = "queries" if kind == "query" else "documents"
-        warnings.warn(
+        warn_user(
             f"BiEncoder truncated {stats.truncated} of {stats.texts} {noun} to {kind}_length={length} tokens; "
-            "pass warn_truncation=False to silence this.",
-            stacklevel=4,
+            "pass warn_truncation=False to silence this."
         )
 
     # ----------------------------------------------------------------------------------------------- factories

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from pyterrier_shallow._hf import minilm_path
+from pyterrier_shallow._hf import minilm_path, quiet_transformers
 from pyterrier_shallow._io import atomic_write_dir
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -45,7 +45,8 @@ def save_first_layers(directory: str | os.PathLike, num_layers: int, source: str
 
     def fill(folder: Path) -> None:
         shutil.copytree(source, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_WEIGHT_FILES))
-        AutoModel.from_pretrained(source, num_hidden_layers=num_layers).save_pretrained(folder)
+        with quiet_transformers():  # the layers left out would be listed in a load report
+            AutoModel.from_pretrained(source, num_hidden_layers=num_layers).save_pretrained(folder)
 
     atomic_write_dir(directory, fill)
     return Path(directory)

@@ -239,11 +239,12 @@ class PolyEncoder:
     def _save_encoder(self, folder: Path) -> None:
         from transformers import AutoTokenizer
 
-        from pyterrier_shallow._hf import load_pretrained
+        from pyterrier_shallow._hf import load_pretrained, quiet_transformers
 
         kwargs = {"subfolder": self.bi_encoder.layout.subfolder} if self.bi_encoder.layout.subfolder else {}
         tokenizer = load_pretrained(AutoTokenizer, self.bi_encoder.layout.weights, **kwargs)
-        self.bi_encoder.model.save_pretrained(folder)
+        with quiet_transformers():
+            self.bi_encoder.model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
 
 

@@ -85,6 +85,8 @@ class SparseCrossEncoder(CrossEncoder):
     ):
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        self.window = window
+        self._pattern = pattern  # as given (pt.inspect reads it): None when the pattern comes from ``window``
         self.pattern = pattern if pattern is not None else AttentionPattern(window=window)
         self.kernel = kernel
         self.block_size = block_size
@@ -134,42 +136,42 @@ class SparseCrossEncoder(CrossEncoder):
             )
         }
         settings.update(options)
-        source, loaded = cross_encoder.source, cross_encoder._model
+        source, loaded = cross_encoder.source, cross_encoder._network
         if loaded is None:
             return cls(source, window=window, **settings)
         device = choose_device(settings["device"])
         same_place = device == cross_encoder.device and choose_dtype(device, settings["dtype"]) == cross_encoder.dtype
         model = loaded if same_place else copy.deepcopy(loaded)
         sparse = cls((model, cross_encoder._tokenizer), window=window, **settings)
-        sparse.source = source  # a path source lets a pickled copy reload the weights itself
+        sparse.model, sparse.source = cross_encoder.model, source  # a copy, pickled or rebuilt, reloads the weights
         sparse._owns_model = not same_place
         return sparse
 
     def __repr__(self) -> str:
-        source = type(self._model).__name__ if isinstance(self.source, tuple) else str(self.source)
+        source = type(self._network).__name__ if isinstance(self.source, tuple) else str(self.source)
         return f"SparseCrossEncoder({source!r}, pattern={self.pattern}, device={self.device.type!r})"
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
-        if state["_model"] is None:
+        if state["_network"] is None:
             state.update(_sparse=None, _layout=None, _owns_model=True)
         return state
 
     @property
-    def model(self) -> torch.nn.Module:
-        """The underlying Hugging Face model, loaded on first use."""
-        if self._model is None:
+    def network(self) -> torch.nn.Module:
+        """The underlying Hugging Face model (``torch.nn.Module``), loaded on first use."""
+        if self._network is None:
             self._owns_model = True
-        return super().model
+        return super().network
 
     @property
     def sparse_model(self) -> SparseCrossEncoderModel:
         """The model as a :class:`SparseCrossEncoderModel` (an ``nn.Module`` sharing its weights)."""
-        self.model  # noqa: B018 - loads it
+        self.network  # noqa: B018 - loads it
         return self._sparse
 
     def _prepare_model(self) -> None:
-        positions = getattr(self._model.config, "max_position_embeddings", 512)
+        positions = getattr(self._network.config, "max_position_embeddings", 512)
         if self.max_length is not None and self.max_length > positions:
             if not self.extend_positions:
                 raise ValueError(
@@ -177,21 +179,21 @@ class SparseCrossEncoder(CrossEncoder):
                     "pass extend_positions=True to interpolate them to max_length"
                 )
             if not self._owns_model:
-                self._model, self._owns_model = copy.deepcopy(self._model), True
-            extend_position_embeddings(self._model, self.max_length)
+                self._network, self._owns_model = copy.deepcopy(self._network), True
+            extend_position_embeddings(self._network, self.max_length)
         super()._prepare_model()
         self._layout = PairLayout.of(self._tokenizer)
         from pyterrier_shallow.gated.model import GatedBertRanker, WindowedGatedModel
 
-        if isinstance(self._model, GatedBertRanker):
+        if isinstance(self._network, GatedBertRanker):
             if self.pattern != AttentionPattern(window=self.pattern.window):
                 raise ValueError(
                     f"a gated cross-encoder runs under the default pattern with a window, not {self.pattern}"
                 )
-            self._sparse = WindowedGatedModel(self._model, self.pattern.window, self._layout.cls_id).eval()
+            self._sparse = WindowedGatedModel(self._network, self.pattern.window, self._layout.cls_id).eval()
             return
         self._sparse = SparseCrossEncoderModel(
-            self._model, self.pattern, kernel=self.kernel, block_size=self.block_size, row_chunk=self.row_chunk
+            self._network, self.pattern, kernel=self.kernel, block_size=self.block_size, row_chunk=self.row_chunk
         ).eval()
 
     @torch.inference_mode()
