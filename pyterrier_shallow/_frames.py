@@ -97,6 +97,29 @@ def _describe(row: pd.Series) -> str:
     return ", ".join(f"{key}={row[key]!r}" for key in keys) or "row"
 
 
+def require_numeric(inp: pd.DataFrame, columns: list[str], *, who: str) -> None:
+    """Raises ``TypeError`` / ``ValueError`` when one of ``columns`` that ``inp`` has is not numbers, or misses some.
+
+    Columns ``inp`` lacks are not checked (a first stage's ``score`` and ``rank`` are optional inputs).
+    """
+    for column in columns:
+        if column not in inp.columns:
+            continue
+        values = inp[column]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            example = values.iloc[0] if len(values) else None
+            raise TypeError(
+                f"{who}: column {column!r} must hold numbers, but it has dtype {values.dtype} (first value "
+                f"{example!r}); convert it with pd.to_numeric or drop it"
+            )
+        missing = values.isna()
+        if missing.any():
+            row = inp.loc[missing.to_numpy()].iloc[0]
+            raise ValueError(
+                f"{who}: column {column!r} misses {int(missing.sum())} value(s), the first at {_describe(row)}"
+            )
+
+
 def with_scores(inp: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
     """Returns a copy of ``inp`` with float32 ``score`` and a fresh ``rank`` (per query, best first)."""
     out = inp.copy()

@@ -25,7 +25,8 @@ class EncodedPairs:
 
     Attributes:
         query_ids: The token ids of each distinct query (no special tokens).
-        doc_ids: The token ids of each distinct document (no special tokens, not truncated).
+        doc_ids: The token ids of each distinct document (no special tokens; at least one more than any pair keeps
+            whenever the document is truncated, not necessarily all of them).
         pair_query: For each pair, the index of its query in ``query_ids``.
         pair_doc: For each pair, the index of its document in ``doc_ids``.
         pair_doc_length: For each pair, how many tokens of its document it keeps.
@@ -97,8 +98,26 @@ class PairTokenizer:
             raise ValueError("cannot derive the pair template of this tokenizer")
         return template
 
-    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        return [encoding.ids for encoding in self._backend.encode_batch(list(texts), add_special_tokens=False)]
+    def _tokenize(self, texts: Sequence[str], *, cap: int | None = None) -> list[list[int]]:
+        """The token ids of each text; with ``cap``, only the first ``cap + 1`` or more are guaranteed.
+
+        A text far longer than ``cap`` tokens could need is cut at a space first (a prefix of whole words tokenises
+        into a prefix of the whole text's tokens), so a 100,000-character document costs what its kept tokens cost;
+        when the cut leaves too few tokens, the whole text is tokenised after all.
+        """
+        texts = list(texts)
+        if cap is None:
+            return [encoding.ids for encoding in self._backend.encode_batch(texts, add_special_tokens=False)]
+        limit = (cap + 1) * _CHARS_PER_TOKEN
+        cut = [_cut_at_space(text, limit) for text in texts]
+        ids = [encoding.ids for encoding in self._backend.encode_batch(cut, add_special_tokens=False)]
+        short = [number for number, (text, part) in enumerate(zip(texts, cut, strict=True))
+                 if part is not text and len(ids[number]) <= cap]
+        if short:
+            redone = self._backend.encode_batch([texts[number] for number in short], add_special_tokens=False)
+            for number, encoding in zip(short, redone, strict=True):
+                ids[number] = encoding.ids
+        return ids
 
     def encode(self, queries: Sequence[str], docs: Sequence[str]) -> EncodedPairs:
         """Tokenises the pairs ``zip(queries, docs)``, each distinct text once, and truncates them."""
@@ -112,7 +131,7 @@ class PairTokenizer:
         doc_room = self.max_length - self.num_special_tokens - query_len[query_codes]
         if self.doc_length is not None:
             doc_room = np.minimum(doc_room, self.doc_length)
-        doc_ids = self._tokenize(unique_docs)
+        doc_ids = self._tokenize(unique_docs, cap=int(doc_room.max()) if len(doc_room) else 0)
         doc_full = np.array([len(ids) for ids in doc_ids], dtype=np.int64)
         doc_len = np.minimum(doc_full[doc_codes], doc_room)
         lengths = query_len[query_codes] + doc_len + self.num_special_tokens
@@ -155,6 +174,22 @@ class PairTokenizer:
             "token_type_ids": torch.from_numpy(token_type_ids),
             "attention_mask": torch.from_numpy(attention_mask),
         }
+
+
+_CHARS_PER_TOKEN = 16
+"""Characters of text read per token a document may keep before cutting it: several times what a word piece of
+English takes, so that the cut nearly always leaves enough."""
+
+
+def _cut_at_space(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` of at most ``limit`` characters that ends before a space.
+
+    Returns ``text`` itself when it is no longer than ``limit``, or has no space to cut at.
+    """
+    if len(text) <= limit:
+        return text
+    end = text.rfind(" ", 0, limit)
+    return text[:end] if end > 0 else text
 
 
 def _factorize(texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:

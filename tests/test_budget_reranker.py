@@ -127,6 +127,10 @@ def test_contract(cross_encoder, candidates):
         (lambda df: pd.concat([df, df.head(1)]), ValueError, "duplicate"),
         (lambda df: df.assign(text=[None] + df["text"].tolist()[1:]), ValueError, "missing or non-string"),
         (lambda df: df.assign(query=""), ValueError, "empty 'query'"),
+        (lambda df: df.assign(score="high"), TypeError, "'score' must hold numbers"),
+        (lambda df: df.assign(rank=[[1, 2]] * len(df)), TypeError, "'rank' must hold numbers"),
+        (lambda df: df.assign(rank=df["rank"] > 3), TypeError, "'rank' must hold numbers"),
+        (lambda df: df.assign(score=[np.nan] + df["score"].tolist()[1:]), ValueError, "'score' misses 1 value"),
     ],
 )
 def test_bad_input_gets_a_clear_error(cross_encoder, candidates, change, error, match):
@@ -157,3 +161,16 @@ class TestBudgetedRerankerContract(pt.testing.TransformerTestCase):
 
         cls.checkpoint = _build_shallow_checkpoint(Path(tempfile.mkdtemp()), num_labels=1)
         return BudgetedReranker(pts.CrossEncoder(cls.checkpoint), budget_ms=50, cost_model=GENEROUS)
+
+
+def test_a_huge_candidate_costs_only_the_tokens_it_keeps(cross_encoder, candidates):
+    """A 100,000-character first candidate is cut to what the model reads before it is tokenised and timed."""
+    huge = candidates.copy()
+    first = huge.sort_values(["qid", "rank"]).groupby("qid").head(1).index
+    huge.loc[first, "text"] = "the measurement of dielectric constants of liquids " * 2000
+    reranker = _budgeted(cross_encoder, GENEROUS)
+    lengths = reranker.pair_lengths(huge.loc[first, "query"].tolist(), huge.loc[first, "text"].tolist())
+    assert (lengths == 256).all()  # what the model reads: max_length tokens
+    out = reranker(huge)
+    assert (reranker.log["tokens"] > 0).all()
+    assert set(out["docno"]) == set(huge["docno"])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts, with_scores
+from pyterrier_shallow._frames import require_columns, require_numeric, require_str_ids, require_texts, with_scores
 from pyterrier_shallow.budget._order import first_stage_order, merge_reranked
 from pyterrier_shallow.budget.cost_model import TokenCostModel, calibrate
 
@@ -129,6 +129,7 @@ class BudgetedReranker(pt.Transformer):
             raise ValueError("BudgetedReranker: the input has duplicate (qid, docno) rows")
         require_texts(inp, "query", who="BudgetedReranker", allow_empty=False)
         require_texts(inp, self.text_field, who="BudgetedReranker", allow_empty=True)
+        require_numeric(inp, ["rank", "score"], who="BudgetedReranker")  # they give the first-stage order
         ordered = first_stage_order(inp)
         if self.cost_model is None:  # untimed: calibration is part of the warm-up
             calibration_start = time.perf_counter()
