@@ -131,3 +131,16 @@ def test_the_sparse_cross_encoder_reports_its_window(shallow_checkpoint):
     attributes = {attribute.name: attribute.value for attribute in pt.inspect.transformer_attributes(sparse)}
     assert attributes["window"] == 3
     assert pt.inspect.transformer_apply_attributes(sparse, window=1).pattern.window == 1
+
+
+def test_factory_made_transformers_compare_equal_when_built_alike(bi_encoder, faiss_index, work):
+    assert bi_encoder.text_scorer() == bi_encoder.text_scorer()
+    assert hash(bi_encoder.text_scorer()) == hash(bi_encoder.text_scorer())
+    assert bi_encoder.query_encoder() == bi_encoder.query_encoder(verbose=True)  # how it reports does not count
+    assert bi_encoder.query_encoder() != bi_encoder.doc_encoder()
+    assert bi_encoder.text_scorer() != pts.BiEncoder(doc_length=64).text_scorer()  # another model object
+    assert faiss_index.retriever(bi_encoder) == pts.FaissIndex(work / "slice.faiss").retriever(bi_encoder)
+    assert faiss_index.retriever(bi_encoder, num_results=5) != faiss_index.retriever(bi_encoder, num_results=6)
+    assert len({faiss_index.retriever(bi_encoder), faiss_index.retriever(bi_encoder)}) == 1
+    poly = pts.PolyEncoder()
+    assert poly.text_scorer() == poly.text_scorer()

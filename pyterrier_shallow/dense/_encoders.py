@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from pyterrier_shallow._equality import EqualByArguments
 from pyterrier_shallow._frames import require_columns, require_frame, require_str_ids, require_texts, with_scores
 from pyterrier_shallow.dense.bi_encoder import BiEncoder
 
 
-class QueryEncoder(pt.Transformer):
+class QueryEncoder(EqualByArguments, pt.Transformer):
     """Adds ``query_vec`` (one float32 vector a row) to a frame with ``query``; each distinct query is encoded once.
 
     Args:
@@ -37,7 +38,7 @@ class QueryEncoder(pt.Transformer):
         return inp.assign(query_vec=encode_column(inp["query"], self.bi_encoder.encode_queries, self.verbose))
 
 
-class DocEncoder(pt.Transformer):
+class DocEncoder(EqualByArguments, pt.Transformer):
     """Adds ``doc_vec`` (one float32 vector a row) to a frame with the text field; each distinct text is encoded once.
 
     Args:
@@ -65,7 +66,7 @@ class DocEncoder(pt.Transformer):
         return inp.assign(doc_vec=encode_column(inp[field], self.bi_encoder.encode_docs, self.verbose))
 
 
-class TextScorer(pt.Transformer):
+class TextScorer(EqualByArguments, pt.Transformer):
     """Scores each row of a result frame by the dot product of its query and document vectors, and re-ranks.
 
     Uses ``query_vec`` and ``doc_vec`` when the frame has them, and otherwise encodes ``query`` and the text field

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from pyterrier_shallow._equality import EqualByArguments
 from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts
 from pyterrier_shallow.dense._encoders import encode_column, stack_vectors
 from pyterrier_shallow.dense._faiss_types import DEFAULT_EF_SEARCH, check_search_options, search_parameters
@@ -20,7 +21,7 @@ from pyterrier_shallow.dense.faiss_index import FaissIndex
 _RESULT_COLUMNS = ("docid", "docno", "score", "rank")
 
 
-class FaissRetriever(pt.Transformer):
+class FaissRetriever(EqualByArguments, pt.Transformer):
     """Retrieves the nearest documents of each query from a :class:`FaissIndex` by inner product.
 
     Made by :meth:`FaissIndex.retriever`; see there for the options. Takes a query frame (one row per ``qid``) with

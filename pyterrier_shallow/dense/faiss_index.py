@@ -48,6 +48,14 @@ class FaissIndex(pt.Artifact):
     def __repr__(self) -> str:
         return f"FaissIndex({str(self.path)!r})"
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FaissIndex):
+            return NotImplemented
+        return Path(self.path).resolve() == Path(other.path).resolve()
+
+    def __hash__(self) -> int:
+        return hash(("FaissIndex", str(Path(self.path).resolve())))
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.update(_faiss=None, _docnos=None)  # reopened lazily where unpickled

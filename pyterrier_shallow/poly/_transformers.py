@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from pyterrier_shallow._equality import EqualByArguments
 from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts, with_scores
 from pyterrier_shallow.dense._encoders import encode_column, stack_vectors
 from pyterrier_shallow.dense.faiss_index import FaissIndex
 from pyterrier_shallow.poly.poly_encoder import PolyEncoder
 
 
-class PolyIndexReranker(pt.Transformer):
+class PolyIndexReranker(EqualByArguments, pt.Transformer):
     """Scores each candidate with the poly-encoder, reading its document vector from a :class:`FaissIndex`.
 
     No document is encoded at query time: the vectors the index holds are reconstructed by docno (exactly for
@@ -76,7 +77,7 @@ class PolyIndexReranker(pt.Transformer):
         return self._positions
 
 
-class PolyTextScorer(pt.Transformer):
+class PolyTextScorer(EqualByArguments, pt.Transformer):
     """Scores each candidate with the poly-encoder, encoding its text (or taking its ``doc_vec`` when present).
 
     Args:
