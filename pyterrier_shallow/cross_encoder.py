@@ -46,6 +46,22 @@ class ScoringStats:
     padded_tokens: int = 0
 
 
+SCORING_SETTINGS = (
+    "batch_size",
+    "token_budget",
+    "query_length",
+    "doc_length",
+    "max_length",
+    "device",
+    "dtype",
+    "text_field",
+    "warn_truncation",
+    "verbose",
+)
+"""The constructor arguments that :class:`CrossEncoder` and :class:`~pyterrier_shallow.SparseCrossEncoder` share
+(``SparseCrossEncoder.from_cross_encoder`` copies them; ``precision`` is the dense reranker's alone)."""
+
+
 class CrossEncoder(pt.Transformer):
     """Scores each (``query``, ``text``) row of a result frame with a cross-encoder and re-ranks by that score.
 

@@ -150,3 +150,19 @@ def test_sparse_model_is_a_trainable_module(sparse, nfcorpus_pairs):
     assert isinstance(module, torch.nn.Module)
     expected = {f"model.{name}" for name, _ in sparse.network.named_parameters()}
     assert {name for name, _ in module.named_parameters()} == expected
+
+
+def test_the_shared_settings_are_every_common_argument_but_the_model():
+    import inspect
+
+    from pyterrier_shallow.cross_encoder import SCORING_SETTINGS
+
+    dense = set(inspect.signature(pts.CrossEncoder.__init__).parameters) - {"self", "model"}
+    sparse = set(inspect.signature(SparseCrossEncoder.__init__).parameters) - {"self", "model"}
+    assert set(SCORING_SETTINGS) == dense & sparse
+    assert dense - sparse == {"precision"}  # int8 is for the dense reranker only
+
+
+def test_an_int8_cross_encoder_is_refused_by_name(checkpoint):
+    with pytest.raises(ValueError, match="int8"):
+        SparseCrossEncoder.from_cross_encoder(pts.CrossEncoder(checkpoint, precision="int8"), window=2)

@@ -11,7 +11,7 @@ import torch
 
 from pyterrier_shallow._batching import length_sorted_batches
 from pyterrier_shallow._hf import choose_device, choose_dtype
-from pyterrier_shallow.cross_encoder import CrossEncoder, ScoringStats
+from pyterrier_shallow.cross_encoder import SCORING_SETTINGS, CrossEncoder, ScoringStats
 from pyterrier_shallow.sparse._segments import PairLayout, doc_tokens, query_tokens
 from pyterrier_shallow.sparse.model import KERNELS, SparseCrossEncoderModel
 from pyterrier_shallow.sparse.pattern import AttentionPattern
@@ -119,22 +119,16 @@ class SparseCrossEncoder(CrossEncoder):
             cross_encoder: The dense reranker.
             window: Document-to-document window on each side.
             **options: Any other argument of :class:`SparseCrossEncoder`, overriding the copied settings.
+
+        Raises:
+            ValueError: When ``cross_encoder`` scores in int8 (the sparse kernels need float weights).
         """
-        settings = {
-            name: getattr(cross_encoder, name)
-            for name in (
-                "batch_size",
-                "token_budget",
-                "query_length",
-                "doc_length",
-                "max_length",
-                "device",
-                "dtype",
-                "text_field",
-                "warn_truncation",
-                "verbose",
+        if cross_encoder.precision != "float32":
+            raise ValueError(
+                f"SparseCrossEncoder has no {cross_encoder.precision} scoring: build it from a float32 CrossEncoder "
+                "(the sparse kernels read the float weights)"
             )
-        }
+        settings = {name: getattr(cross_encoder, name) for name in SCORING_SETTINGS}
         settings.update(options)
         source, loaded = cross_encoder.source, cross_encoder._network
         if loaded is None:
