@@ -175,6 +175,24 @@ def test_early_stopping_keeps_the_best_checkpoint(init_dir, source, validation, 
         tmp_path / "out" / "README.md").read_text()
 
 
+def test_a_stop_file_ends_the_run_and_publishes_the_best_checkpoint(init_dir, source, validation, tmp_path):
+    from pyterrier_shallow.train.loop import STOP_FILE
+
+    out = tmp_path / "out"
+
+    def ask_to_stop(step, loss):
+        if step == 2:
+            (out / "_training" / STOP_FILE).touch()
+
+    config = TrainConfig(steps=50, eval_every=2, **TINY)
+    result = train(init_dir, source, out, config=config, validation=validation, on_step=ask_to_stop, verbose=False)
+    assert result.stopped_early and result.steps == 3  # the step under way when the file appeared ends the run
+    assert [point["step"] for point in result.curve] == [0, 2]
+    card = json.loads((out / "training_card.json").read_text())
+    assert card["stopped_early"] and card["saved_step"] in (0, 2)
+    assert not (out / "_training").exists()
+
+
 def test_resume_continues_from_the_checkpoint(init_dir, source, tmp_path):
     config = TrainConfig(steps=4, eval_every=2, **TINY)
     straight = train(init_dir, source, tmp_path / "straight", config=config, verbose=False)

@@ -146,7 +146,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         "train",
         help="train a (shallow) cross-encoder on local collections",
         description="Trains a cross-encoder (by default the first 2 layers of all-MiniLM-L6-v2 with a fresh head) "
-        "with many BM25 negatives per query, validating on held-out queries; interrupted runs resume.",
+        "with many BM25 negatives per query, validating on held-out queries; interrupted runs resume, and a file "
+        "named OUT/_training/stop ends a run after its current step, publishing its best checkpoint.",
     )
     add_train_arguments(parser)
     parser.set_defaults(run=run_train)

@@ -145,6 +145,11 @@ def _schedule(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
+STOP_FILE = "stop"
+"""A file of this name in ``OUT/_training`` ends a run after its current step: the run then finishes as if it had
+stopped early (validated checkpoints kept, the best published with its card)."""
+
+
 def _config_differences(saved: dict, current: dict) -> list[str]:
     return [f"{key}: {saved.get(key)!r} -> {value!r}" for key, value in current.items() if saved.get(key) != value]
 
@@ -328,6 +333,8 @@ class _Run:
             progress["elapsed_s"] = time.monotonic() - started
             if step % config.eval_every == 0 or step == config.steps:
                 self.record(step)
+            if (self.work / STOP_FILE).exists():  # asked to end now, keeping the best checkpoint so far
+                progress["stopped_early"] = True
             if step % checkpoint_every == 0 or step == config.steps or progress["stopped_early"]:
                 self.checkpoint()
             bar.update(1)
