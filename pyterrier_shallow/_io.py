@@ -66,7 +66,8 @@ def atomic_write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> N
     old = path.with_name(path.name + ".old")
     try:
         fill(tmp)
-        usual_permissions(tmp)  # mkdtemp makes the folder private
+        for inside in (tmp, *tmp.rglob("*")):  # mkdtemp makes the folder private, and some writers their files
+            usual_permissions(inside)
         if old.exists():
             shutil.rmtree(old)
         if path.exists():

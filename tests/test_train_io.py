@@ -54,10 +54,16 @@ def test_atomic_writes_give_the_usual_permissions(tmp_path):
     try:
         atomic_write_bytes(tmp_path / "a.bin", b"x")
         atomic_write_with(tmp_path / "b.csv", lambda path: path.write_text("a,b\n"))
-        atomic_write_dir(tmp_path / "folder", lambda folder: (folder / "f").write_text("y"))
+        def fill(folder):
+            (folder / "f").write_text("y")
+            (folder / "private").write_text("z")
+            (folder / "private").chmod(0o600)  # as some writers leave their files
+
+        atomic_write_dir(tmp_path / "folder", fill)
     finally:
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "b.csv").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "folder" / "private").stat().st_mode) == 0o644
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a.bin", "b.csv", "folder"]
