@@ -18,8 +18,8 @@ from pyterrier_shallow.dense import BiEncoder
 from pyterrier_shallow.text_loader import TextLoader
 
 DEMO_DEPTH = 20
-"""BM25 candidates reranked per query by default: enough for nDCG@10, and the table shows within about a minute on
-two CPU cores (``--depth 100`` is the full-size experiment)."""
+"""BM25 candidates reranked per query by default: enough for nDCG@10, and the table shows within about a minute and a
+half on two CPU cores, index build included (``--depth 100`` is the full-size experiment)."""
 
 
 def default_rerankers(model: str | None = None, *, verbose: bool = False) -> dict[str, pt.Transformer]:
