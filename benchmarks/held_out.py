@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +24,7 @@ import torch
 from _machine import describe_machine
 
 from pyterrier_shallow import BiEncoder, CrossEncoder, TextLoader, datasets
+from pyterrier_shallow._warnings import pipelines_timed_apart
 from pyterrier_shallow.bm25 import bm25
 from pyterrier_shallow.dense import save_first_layers
 
@@ -71,8 +71,7 @@ def main() -> None:
             first = bm25(documents, args.index_dir / collection_name, num_results=args.depth) % args.depth
             text = TextLoader(documents)
             pipelines = [first] + [first >> text >> model for model in transformers.values()]
-            with warnings.catch_warnings():  # each pipeline runs alone on purpose, so that mrt is its own
-                warnings.filterwarnings("ignore", message="There are shared pipeline components")
+            with pipelines_timed_apart():
                 table = pt.Experiment(pipelines, topics, qrels, [pt.measures.nDCG @ 10, "mrt"],
                                       names=["BM25", *transformers], round=4)
             table.insert(0, "collection", f"{collection_name} ({len(topics)} q)")

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 
-def usual_permissions(path: str | os.PathLike) -> None:
-    """Gives a file or folder made by ``tempfile`` (private: 0600 / 0700) the permissions ``open`` would give it."""
-    umask = os.umask(0)
+def usual_permissions(*paths: str | os.PathLike) -> None:
+    """Gives files or folders made by ``tempfile`` (private: 0600 / 0700) the permissions ``open`` would give them."""
+    umask = os.umask(0)  # read once: the process's umask is 0 until it is set back
     os.umask(umask)
-    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
+    for path in paths:
+        os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)
 
 
 def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
@@ -66,8 +67,7 @@ def atomic_write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> N
     old = path.with_name(path.name + ".old")
     try:
         fill(tmp)
-        for inside in (tmp, *tmp.rglob("*")):  # mkdtemp makes the folder private, and some writers their files
-            usual_permissions(inside)
+        usual_permissions(tmp, *tmp.rglob("*"))  # mkdtemp makes the folder private, and some writers their files
         if old.exists():
             shutil.rmtree(old)
         if path.exists():

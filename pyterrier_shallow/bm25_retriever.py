@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pyterrier as pt
 
 from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts
 from pyterrier_shallow._native_output import native_output_held_back
+from pyterrier_shallow._warnings import warn_user
 
 _WORD = re.compile(r"\w")
 
@@ -106,10 +106,9 @@ class BM25Retriever(pt.Transformer):
         unmatched = inp.loc[~inp["qid"].isin(matched)]
         if len(unmatched):
             no_terms = int((~unmatched["query"].map(lambda query: bool(_WORD.search(query)))).sum())
-            warnings.warn(
+            warn_user(
                 f"{who}: {len(unmatched)} of {len(inp)} queries matched no document and give no rows "
-                f"({no_terms} of them have no word characters; first qid: {unmatched['qid'].iloc[0]!r})",
-                stacklevel=2,
+                f"({no_terms} of them have no word characters; first qid: {unmatched['qid'].iloc[0]!r})"
             )
         out["score"] = out["score"].astype(np.float32)
         return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +11,7 @@ import pyterrier as pt
 from pyterrier_shallow import datasets
 from pyterrier_shallow._cache import cache_dir
 from pyterrier_shallow._hf import DEFAULT_CROSS_ENCODER_DIR
+from pyterrier_shallow._warnings import pipelines_timed_apart
 from pyterrier_shallow.bm25 import bm25
 from pyterrier_shallow.cross_encoder import CrossEncoder
 from pyterrier_shallow.dense import BiEncoder
@@ -75,8 +75,5 @@ def run_demo(
     pipelines = [first_stage] + [first_stage % depth >> text >> reranker for reranker in rerankers.values()]
     names = ["BM25"] + [f"BM25 >> {name} (top {depth})" for name in rerankers]
     measures = [pt.measures.nDCG @ 10, pt.measures.AP @ 100, pt.measures.R @ 100, "mrt"]
-    with warnings.catch_warnings():
-        # every pipeline starts with the same BM25 on purpose: each is run and timed on its own, so that its mean
-        # response time (mrt) is the whole pipeline's, and PyTerrier's advice to share the prefix does not apply
-        warnings.filterwarnings("ignore", message="There are shared pipeline components", category=UserWarning)
+    with pipelines_timed_apart():  # every pipeline starts with the same BM25, and each is timed whole
         return pt.Experiment(pipelines, topics, qrels, measures, names=names, round=4, verbose=verbose)

@@ -17,6 +17,7 @@ import pandas as pd
 import pyterrier as pt
 
 from pyterrier_shallow._io import usual_permissions
+from pyterrier_shallow._warnings import warn_user
 from pyterrier_shallow.dense._encoders import stack_vectors
 from pyterrier_shallow.dense._faiss_types import IndexSpec, new_index, train_index
 from pyterrier_shallow.dense.bi_encoder import BiEncoder
@@ -113,9 +114,8 @@ class FaissIndexer(pt.Indexer):
         faiss.write_index(index, str(directory / INDEX_FILE))
         _docnos_to_array(docnos_path, directory / DOCNOS_FILE, count)
         if truncated and self.encoder is not None and self.encoder.warn_truncation:
-            warnings.warn(
-                f"{truncated} of {count} documents were truncated to doc_length={self.encoder.doc_length} tokens",
-                stacklevel=4,
+            warn_user(
+                f"{truncated} of {count} documents were truncated to doc_length={self.encoder.doc_length} tokens"
             )
         encoder_meta = {"model": None, "pooling": None, "normalize": None, "dimension": index.d}
         if self.encoder is not None:

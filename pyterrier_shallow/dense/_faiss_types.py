@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass
 
 import faiss
 import numpy as np
+
+from pyterrier_shallow._warnings import warn_user
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 """``flat``: exact inner-product search; ``hnsw``: a graph over full vectors; ``ivfpq``: inverted lists of
@@ -93,10 +94,9 @@ def train_index(spec: IndexSpec, sample: np.ndarray) -> tuple[faiss.Index, Index
         )
     advised = 39 * max(nlist, 2**spec.pq_nbits)
     if count < advised:
-        warnings.warn(
+        warn_user(
             f"IVF-PQ trained on {count} documents; FAISS advises at least {advised} for nlist={nlist} and "
-            f"pq_nbits={spec.pq_nbits}, so its codes may be coarse (raise train_size, or lower nlist/pq_nbits)",
-            stacklevel=4,
+            f"pq_nbits={spec.pq_nbits}, so its codes may be coarse (raise train_size, or lower nlist/pq_nbits)"
         )
     quantizer = faiss.IndexFlatIP(dimension)
     index = faiss.IndexIVFPQ(quantizer, dimension, nlist, pq_m, spec.pq_nbits, faiss.METRIC_INNER_PRODUCT)

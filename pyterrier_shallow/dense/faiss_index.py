@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pyterrier as pt
 
+from pyterrier_shallow._warnings import warn_user
 from pyterrier_shallow.dense.bi_encoder import BiEncoder
 
 META_FILE = "pt_meta.json"
@@ -140,10 +140,9 @@ class FaissIndex(pt.Artifact):
                 f"{self.dimension}-dimensional ones (built with {built_with!r}); query it with that model"
             )
         if built_with is not None and built_with != encoder.name:
-            warnings.warn(
+            warn_user(
                 f"{self!r} was built with {built_with!r} but is queried with {encoder.name!r}; "
-                "scores are meaningful only when both sides come from the same model",
-                stacklevel=3,
+                "scores are meaningful only when both sides come from the same model"
             )
 
     def _forget(self) -> None:
