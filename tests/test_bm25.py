@@ -40,7 +40,8 @@ def test_vaswani_reference_figures(vaswani_index):
 
 def test_nfcorpus_test_reference_figure(nfcorpus_test):
     dataset, retriever = nfcorpus_test
-    scores = evaluate(retriever, *dataset.get_topicsqrels("test"))
+    with pytest.warns(UserWarning, match="15 of 323 queries matched no document"):
+        scores = evaluate(retriever, *dataset.get_topicsqrels("test"))
     assert scores["nDCG@10"] == pytest.approx(0.336, abs=0.005)
 
 
@@ -48,8 +49,10 @@ def test_safe_queries_retrieve_what_raw_queries_do_on_pisa(nfcorpus_test):
     dataset, retriever = nfcorpus_test
     topics = dataset.get_topics("test")
     raw = topics.assign(query=topics["query_0"]).drop(columns="query_0")
-    safe = retriever(topics)
-    original = retriever(raw)
+    with pytest.warns(UserWarning, match="15 of 323 queries matched no document"):
+        safe = retriever(topics)
+    with pytest.warns(UserWarning, match="15 of 323 queries matched no document"):
+        original = retriever(raw)
     pd.testing.assert_frame_equal(safe[["qid", "docno", "score"]], original[["qid", "docno", "score"]])
     assert (safe["query"] != original["query"]).sum() > 0
 

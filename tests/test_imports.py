@@ -1,9 +1,15 @@
-"""Inference does not load training code."""
+"""Inference does not load training code, and the command line parses without the heavy libraries."""
 
 import subprocess
 import sys
 
 import pytest
+
+
+def _passes_in_a_fresh_interpreter(code: str) -> None:
+    """Runs ``code`` in a new Python process (nothing imported yet) and fails with its output if it fails."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_importing_the_package_does_not_import_training():
@@ -16,8 +22,7 @@ def test_importing_the_package_does_not_import_training():
         "print(loaded)\n"
         "assert not loaded, loaded\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+    _passes_in_a_fresh_interpreter(code)
 
 
 def test_training_names_still_resolve():
@@ -39,8 +44,7 @@ def test_the_command_line_parses_without_torch_or_pyterrier():
         "heavy = [m for m in ('torch', 'transformers', 'pyterrier', 'pandas', 'numpy') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+    _passes_in_a_fresh_interpreter(code)
 
 
 def test_the_loss_choices_are_the_losses():
@@ -72,5 +76,13 @@ def test_a_name_shared_with_its_submodule_stays_the_exported_function():
         "from pyterrier_shallow.train import pseudo_queries\n"
         "assert callable(sweep) and callable(vaswani) and callable(pseudo_queries)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+    _passes_in_a_fresh_interpreter(code)
+
+
+@pytest.mark.parametrize("package", ["", ".budget", ".datasets", ".dense", ".gated", ".poly", ".sparse", ".train"])
+def test_every_lazy_name_is_public_and_every_public_name_lazy(package):
+    """``__all__`` stays literal for static tools; it must list exactly the names the package loads lazily."""
+    import importlib
+
+    module = importlib.import_module(f"pyterrier_shallow{package}")
+    assert set(module.__all__) - {"__version__"} == set(module._EXPORTS)
