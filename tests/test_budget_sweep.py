@@ -165,3 +165,26 @@ def test_sweep_command_rejects_bad_bi_encoder_specs(tmp_path, capsys):
     assert "layer count" in capsys.readouterr().err
     assert main(["sweep", "bi-encoder:", "--precision", "int8", *common]) == 2
     assert "cross-encoders only" in capsys.readouterr().err
+
+
+def test_sweep_command_takes_stored_vector_scorers_and_poly_encoders(tmp_path, capsys):
+    from pyterrier_shallow.bm25 import bm25
+    from pyterrier_shallow.datasets import vaswani
+
+    collection = vaswani()
+    candidates = bm25(collection, tmp_path / "index", num_results=3, verbose=False)(collection.get_topics().head(2))
+    texts = dict(zip(candidates["docno"], pts.TextLoader(collection)(candidates)["text"], strict=True))
+    docs = [{"docno": docno, "text": text} for docno, text in texts.items()]
+    encoder = pts.BiEncoder(warn_truncation=False)
+    pts.FaissIndex(tmp_path / "dense").indexer(encoder, verbose=False).index(docs)
+    out = tmp_path / "out"
+    argv = ["sweep", "dense=dense:", "poly=poly:", "--queries", "2", "--depths", "1,3", "--latency-queries", "1"]
+    argv += ["--index-dir", str(tmp_path / "index"), "--dense-index", str(tmp_path / "dense"), "--out", str(out),
+             "--quiet"]
+    assert main(argv) == 0
+    table = pd.read_csv(out / "sweep.csv")
+    assert set(table["model"]) == {"first stage", "dense", "poly"}
+    assert table["nDCG@10"].notna().all()
+    assert main(["sweep", "dense:somewhere", "--queries", "1", "--depths", "1", "--index-dir",
+                 str(tmp_path / "index"), "--dense-index", str(tmp_path / "dense"), "--quiet"]) == 2
+    assert "takes no path" in capsys.readouterr().err

@@ -8,6 +8,10 @@ from pathlib import Path
 
 BI_ENCODER = "bi-encoder:"
 """The prefix of a ``sweep`` model spec that names a bi-encoder scorer rather than a cross-encoder."""
+DENSE = "dense:"
+"""The prefix of a spec that names a bi-encoder scoring with document vectors stored in a dense index."""
+POLY = "poly:"
+"""The prefix of a spec that names a poly-encoder scoring with document vectors stored in a dense index."""
 
 
 def add_sweep_parser(subparsers) -> None:
@@ -24,9 +28,11 @@ def add_sweep_parser(subparsers) -> None:
         "models",
         nargs="+",
         help=(
-            "rerankers as NAME=SPEC (or SPEC, named after it): a cross-encoder's folder or hub id, or "
-            f"{BI_ENCODER}[PATH][@LAYERS] for a bi-encoder scorer (all-MiniLM-L6-v2 without PATH; its first LAYERS "
-            f"layers with @LAYERS), e.g. two={BI_ENCODER}@2 six={BI_ENCODER}"
+            "rerankers as NAME=SPEC (or SPEC, named after it): a cross-encoder's folder or hub id, "
+            f"{BI_ENCODER}[PATH][@LAYERS] for a bi-encoder scorer that encodes the candidates' text (all-MiniLM-L6-v2 "
+            f"without PATH; its first LAYERS layers with @LAYERS), {DENSE} for all-MiniLM-L6-v2 scoring with the "
+            f"document vectors of --dense-index, or {POLY}[PATH] for a poly-encoder scoring with them (the shipped "
+            f"one without PATH), e.g. two={BI_ENCODER}@2 six={BI_ENCODER} poly={POLY}"
         ),
     )
     parser.add_argument("--dataset", default="vaswani", help="a collection name (default: vaswani, bundled)")
@@ -39,6 +45,9 @@ def add_sweep_parser(subparsers) -> None:
     parser.add_argument("--precision", choices=["float32", "int8"], default="float32", help="CPU inference precision")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--index-dir", default=None, help="where the BM25 index is kept (default: a cache folder)")
+    parser.add_argument("--dense-index", default=None,
+                        help=f"the dense index of the collection that {DENSE} and {POLY} models read document vectors "
+                             "from, built with all-MiniLM-L6-v2 when absent (default: a cache folder)")
     parser.add_argument("--out", default=None, help="a folder for sweep.csv, budgets.csv and sweep.png")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_sweep_command)
@@ -67,9 +76,11 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         topics = topics.head(args.queries)
     index_dir = Path(args.index_dir) if args.index_dir else cache_dir() / "bm25" / collection.name
     first_stage = bm25(collection, index_dir, num_results=max(depths), verbose=not args.quiet)
+    dense_dir = Path(args.dense_index) if args.dense_index else cache_dir() / "dense" / collection.name
+    dense_index = _StoredVectors(collection, dense_dir, verbose=not args.quiet)
     with tempfile.TemporaryDirectory(prefix="pyterrier-shallow-sweep-") as work:  # holds cut bi-encoders
         rerankers = {
-            name: _reranker(spec, precision=args.precision, work=Path(work) / str(number))
+            name: _reranker(spec, precision=args.precision, work=Path(work) / str(number), dense_index=dense_index)
             for number, (name, spec) in enumerate(_named_models(args.models).items())
         }
         result = sweep(
@@ -96,9 +107,24 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reranker(spec: str, *, precision: str, work: Path):
-    """A cross-encoder for a folder or hub id; a bi-encoder scorer for ``bi-encoder:[PATH][@LAYERS]``."""
-    if not spec.startswith(BI_ENCODER):
+class _StoredVectors:
+    """The collection's dense index of all-MiniLM-L6-v2 vectors, built on first use."""
+
+    def __init__(self, collection, path: Path, *, verbose: bool):
+        self.collection, self.path, self.verbose = collection, path, verbose
+
+    def index(self, encoder):
+        from pyterrier_shallow.dense import FaissIndex
+
+        index = FaissIndex(self.path)
+        if not index.built():
+            index.indexer(encoder, verbose=self.verbose).index(self.collection.get_corpus_iter())
+        return index
+
+
+def _reranker(spec: str, *, precision: str, work: Path, dense_index: _StoredVectors):
+    """A cross-encoder for a folder or hub id; a bi-encoder or poly-encoder scorer for the prefixed specs."""
+    if not spec.startswith((BI_ENCODER, DENSE, POLY)):
         from pyterrier_shallow.cross_encoder import CrossEncoder
 
         return CrossEncoder(spec, precision=precision, warn_truncation=False)
@@ -106,6 +132,17 @@ def _reranker(spec: str, *, precision: str, work: Path):
 
     if precision != "float32":
         raise ValueError(f"--precision {precision} applies to cross-encoders only, not to {spec!r}")
+    if spec.startswith(DENSE):
+        if spec != DENSE:
+            raise ValueError(f"{spec!r}: {DENSE} takes no path; it scores with all-MiniLM-L6-v2's stored vectors")
+        encoder = BiEncoder(warn_truncation=False)
+        return dense_index.index(encoder).scorer(encoder)
+    if spec.startswith(POLY):
+        from pyterrier_shallow.poly import PolyEncoder
+
+        poly = PolyEncoder(spec.removeprefix(POLY) or None)
+        poly.bi_encoder.warn_truncation = poly.query_encoder.warn_truncation = False
+        return poly.reranker(dense_index.index(poly.bi_encoder))
     source, at, layers = spec.removeprefix(BI_ENCODER).partition("@")
     source = source or None
     if at:

@@ -67,6 +67,8 @@ class BiEncoder:
         text_field: The column that holds document text.
         warn_truncation: Warn, with counts, when texts were truncated.
         verbose: Show progress bars over batches.
+        delta: A safetensors file of weights that replace the checkpoint's tensors of the same names once it loads
+            (a fine-tuned tower shipped as the layers that changed, e.g. a poly-encoder's query tower).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class BiEncoder:
         text_field: str = "text",
         warn_truncation: bool = True,
         verbose: bool = False,
+        delta: str | os.PathLike | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -105,13 +108,17 @@ class BiEncoder:
         self.text_field = text_field
         self.warn_truncation = warn_truncation
         self.verbose = verbose
+        self.delta = None if delta is None else str(delta)
+        if self.delta is not None and not os.path.isfile(self.delta):
+            raise FileNotFoundError(f"BiEncoder: no delta file {self.delta}")
         self.last_stats = EncodingStats()
         self._model = None
         self._backends: dict[str, object] = {}
         self._dimension: int | None = None
 
     def __repr__(self) -> str:
-        return f"BiEncoder({self.name!r}, pooling={self.pooling!r}, normalize={self.normalize})"
+        delta = f", delta={self.delta!r}" if self.delta is not None else ""
+        return f"BiEncoder({self.name!r}, pooling={self.pooling!r}, normalize={self.normalize}{delta})"
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -132,6 +139,8 @@ class BiEncoder:
         kwargs = {"subfolder": self.layout.subfolder} if self.layout.subfolder else {}
         tokenizer = load_pretrained(AutoTokenizer, self.layout.weights, **kwargs)
         model = load_pretrained(AutoModel, self.layout.weights, **kwargs)
+        if self.delta is not None:
+            apply_delta(model, self.delta)
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:
             raise TypeError(f"{type(tokenizer).__name__} is not a fast tokenizer; BiEncoder needs a Rust-backed one")
@@ -318,3 +327,30 @@ class BiEncoder:
     def index_meta(self) -> dict:
         """Describes this encoder for an index's ``pt_meta.json``."""
         return {"model": self.name, "pooling": self.pooling, "normalize": self.normalize, "dimension": self.dimension}
+
+
+def apply_delta(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Replaces ``model``'s tensors by those of the safetensors file ``path`` (names must all exist in the model)."""
+    from safetensors.torch import load_file
+
+    state = model.state_dict()
+    delta = load_file(str(path))
+    unknown = sorted(set(delta) - set(state))
+    if unknown:
+        raise ValueError(f"{path} holds tensors the model lacks: {unknown[:3]}{' ...' if len(unknown) > 3 else ''}")
+    for name, tensor in delta.items():
+        if tensor.shape != state[name].shape:
+            raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, the model's {tuple(state[name].shape)}")
+    with torch.no_grad():
+        for name, tensor in delta.items():
+            state[name].copy_(tensor.to(state[name].dtype))
+
+
+def changed_tensors(tuned: torch.nn.Module, base: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors of ``tuned`` that differ from ``base``'s, in float16 on the CPU (a delta for ``delta=``)."""
+    base_state = base.state_dict()
+    return {
+        name: tensor.detach().to("cpu", torch.float16).contiguous()
+        for name, tensor in tuned.state_dict().items()
+        if tensor.is_floating_point() and not torch.equal(tensor.detach().cpu(), base_state[name].detach().cpu())
+    }

@@ -44,6 +44,7 @@ class FaissIndex(pt.Artifact):
         self._meta: dict | None = None
         self._faiss: faiss.Index | None = None
         self._docnos: np.ndarray | None = None
+        self._positions: dict[str, int] | None = None
 
     def __repr__(self) -> str:
         return f"FaissIndex({str(self.path)!r})"
@@ -58,7 +59,7 @@ class FaissIndex(pt.Artifact):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_faiss=None, _docnos=None)  # reopened lazily where unpickled
+        state.update(_faiss=None, _docnos=None, _positions=None)  # reopened lazily where unpickled
         return state
 
     def built(self) -> bool:
@@ -126,12 +127,61 @@ class FaissIndex(pt.Artifact):
             self._docnos = np.load(self.path / DOCNOS_FILE, mmap_mode="r")
         return self._docnos
 
-    def check_encoder(self, encoder: BiEncoder) -> None:
-        """Checks that ``encoder`` can query this index.
+    def vectors(self, docnos: list[str], *, who: str = "FaissIndex", instead: str | None = None) -> np.ndarray:
+        """Returns the stored vectors of ``docnos``, float32, one row each.
+
+        Exact for ``flat`` and ``hnsw`` indexes; an ``ivfpq`` index gives back its compressed approximation.
+
+        Args:
+            docnos: The documents.
+            who: Names the caller in the error.
+            instead: What to use for documents outside the index, for the error.
 
         Raises:
-            ValueError: When ``encoder`` makes vectors of another size than the indexed ones (it warns when it is
-                merely another model than the one that built the index).
+            KeyError: When some docnos are not in the index.
+        """
+        from pyterrier_shallow.dense._stored_vectors import docno_positions, reconstruct
+
+        if self._positions is None:
+            self._positions = docno_positions(self.docnos())
+        positions = self._positions
+        ids = np.fromiter((positions.get(docno, -1) for docno in docnos), dtype=np.int64, count=len(docnos))
+        missing = ids < 0
+        if missing.any():
+            first = [docnos[i] for i in np.flatnonzero(missing)[:3]]
+            advice = f", or use {instead}" if instead else ""
+            raise KeyError(
+                f"{who}: {int(missing.sum())} of {len(docnos)} candidates are not in {self!r} (first: {first}); "
+                f"rerank candidates of the indexed corpus{advice}"
+            )
+        if len(ids) == 0:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        return reconstruct(self.faiss_index(), ids)
+
+    def scorer(self, encoder: BiEncoder, *, verbose: bool = False) -> pt.Transformer:
+        """Returns a transformer that scores candidates by ``encoder``'s query vector and their stored vectors.
+
+        The candidates come from any first stage (e.g. BM25) but must be documents of this index; no document is
+        encoded at query time, so reranking costs one query encoding and a dot product per candidate.
+
+        Args:
+            encoder: The model that built the index (another model is an error).
+            verbose: Show a progress bar while encoding queries.
+        """
+        from pyterrier_shallow.dense._stored_vector_scorer import StoredVectorScorer
+
+        return StoredVectorScorer(self, encoder, verbose=verbose)
+
+    def check_encoder(self, encoder: BiEncoder, *, strict: bool = False) -> None:
+        """Checks that ``encoder`` can query this index.
+
+        Args:
+            encoder: The encoder whose vectors meet the indexed ones.
+            strict: Raise, rather than warn, when the index was built by another model.
+
+        Raises:
+            ValueError: When ``encoder`` makes vectors of another size than the indexed ones, or, with ``strict``,
+                when it is another model than the one that built the index.
         """
         built_with = self.meta.get("model")
         if encoder.dimension != self.dimension:
@@ -140,14 +190,15 @@ class FaissIndex(pt.Artifact):
                 f"{self.dimension}-dimensional ones (built with {built_with!r}); query it with that model"
             )
         if built_with is not None and built_with != encoder.name:
-            warn_user(
-                f"{self!r} was built with {built_with!r} but is queried with {encoder.name!r}; "
-                "scores are meaningful only when both sides come from the same model"
-            )
+            message = (f"{self!r} was built with {built_with!r} but is queried with {encoder.name!r}; "
+                       "scores are meaningful only when both sides come from the same model")
+            if strict:
+                raise ValueError(f"{message}: index the corpus with that model (e.g. poly.bi_encoder)")
+            warn_user(message)
 
     def _forget(self) -> None:
         """Drops what was read from disk, after the directory was replaced."""
-        self._meta = self._faiss = self._docnos = None
+        self._meta = self._faiss = self._docnos = self._positions = None
 
     def indexer(
         self,

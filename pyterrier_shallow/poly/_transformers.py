@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 import pandas as pd
 import pyterrier as pt
@@ -23,7 +22,8 @@ class PolyIndexReranker(EqualByArguments, pt.Transformer):
 
     Args:
         poly: The poly-encoder.
-        index: The index that holds the candidates' vectors, built with the poly-encoder's bi-encoder.
+        index: The index that holds the candidates' vectors, built with the poly-encoder's ``bi_encoder`` (another
+            model's index is an error: its vectors would be scored as if they were this encoder's).
         verbose: Show a progress bar over queries.
     """
 
@@ -32,15 +32,11 @@ class PolyIndexReranker(EqualByArguments, pt.Transformer):
     def __init__(self, poly: PolyEncoder, index: FaissIndex | str, *, verbose: bool = False):
         self.poly = poly
         self.index = index if isinstance(index, FaissIndex) else FaissIndex(index)
-        self.index.check_encoder(poly.bi_encoder)
+        self.index.check_encoder(poly.bi_encoder, strict=True)
         self.verbose = verbose
-        self._positions: dict[str, int] | None = None
 
     def __repr__(self) -> str:
         return f"{self.poly!r}.reranker({self.index!r})"
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_positions": None}
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         """Returns ``inp`` with float32 ``score`` and a fresh ``rank``."""
@@ -58,23 +54,7 @@ class PolyIndexReranker(EqualByArguments, pt.Transformer):
         Raises:
             KeyError: When some docnos are not in the index.
         """
-        positions = self._docno_positions()
-        ids = np.fromiter((positions.get(docno, -1) for docno in docnos), dtype=np.int64, count=len(docnos))
-        missing = ids < 0
-        if missing.any():
-            first = [docnos[i] for i in np.flatnonzero(missing)[:3]]
-            raise KeyError(
-                f"PolyIndexReranker: {int(missing.sum())} of {len(docnos)} candidates are not in {self.index!r} "
-                f"(first: {first}); rerank candidates of the indexed corpus, or use poly.text_scorer()"
-            )
-        return _reconstruct(self.index.faiss_index(), ids)
-
-    def _docno_positions(self) -> dict[str, int]:
-        if self._positions is None:
-            docnos = self.index.docnos()
-            self._positions = {docno.decode() if isinstance(docno, bytes) else str(docno): position
-                               for position, docno in enumerate(docnos.tolist())}
-        return self._positions
+        return self.index.vectors(docnos, who="PolyIndexReranker", instead="poly.text_scorer()")
 
 
 class PolyTextScorer(EqualByArguments, pt.Transformer):
@@ -109,17 +89,3 @@ class PolyTextScorer(EqualByArguments, pt.Transformer):
             require_texts(inp, field, who="PolyTextScorer", allow_empty=True)
             vectors = np.stack(encode_column(inp[field], self.poly.bi_encoder.encode_docs, self.verbose))
         return with_scores(inp, self.poly.score_pairs(inp["query"].tolist(), vectors, verbose=self.verbose))
-
-
-def _reconstruct(index: faiss.Index, ids: np.ndarray) -> np.ndarray:
-    """Reads stored vectors back from a FAISS index (building an IVF index's direct map on first use)."""
-    unique, inverse = np.unique(ids, return_inverse=True)
-    try:
-        vectors = index.reconstruct_batch(unique)
-    except RuntimeError:
-        ivf = faiss.try_extract_index_ivf(index)
-        if ivf is None:
-            raise
-        ivf.make_direct_map()
-        vectors = index.reconstruct_batch(unique)
-    return np.asarray(vectors, dtype=np.float32)[inverse]

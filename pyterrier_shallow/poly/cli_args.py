@@ -1,4 +1,4 @@
-"""``pyterrier-shallow train-poly``: trains a poly-encoder's codes over a frozen bi-encoder on local collections."""
+"""``pyterrier-shallow train-poly``: trains a poly-encoder (codes, query tower or encoder) on local collections."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pyterrier_shallow.train.cli_args import _DATA_HELP, parse_data_spec
+
+TUNE_MODES = ("codes", "query", "both")
+"""What training fine-tunes besides the codes."""
+POLY_LOSSES = ("softmax-ce", "soft-label")
+"""The losses a poly-encoder trains with."""
 
 
 def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -35,6 +40,19 @@ def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     data.add_argument("--sample-depth", type=int, default=None, help="sample negatives from the top N of the pool")
     data.add_argument("--max-pseudo-queries", type=int, default=5000, help="pseudo-queries per collection")
 
+    distil = parser.add_argument_group("distillation")
+    distil.add_argument("--distill", action="append", type=parse_data_spec, default=[],
+                        help="[KIND:]NAME[:SPLIT][@WEIGHT] whose BM25 candidates the teacher scores (repeatable): a "
+                             "collection's topics, or pseudo-title: / pseudo-sentence: queries made from its documents")
+    distil.add_argument("--teacher", default=None,
+                        help="whose scores to distil: hybrid (BM25 mixed with all-MiniLM-L6-v2's cosine) or a "
+                             "cross-encoder (folder or hub id)")
+    distil.add_argument("--teacher-weight", type=float, default=2.0,
+                        help="hybrid teacher: the weight of the dense side; BM25 weighs 1 (default: 2)")
+    distil.add_argument("--teacher-doc-length", type=int, default=None,
+                        help="tokens of a text the teacher reads (default: --doc-length)")
+    distil.add_argument("--distill-depth", type=int, default=50, help="candidates scored per query (default: 50)")
+
     val = parser.add_argument_group("validation")
     val.add_argument("--validate", type=parse_data_spec, default=None,
                      help="NAME[:SPLIT] to validate on; its queries are held out of training on the same split")
@@ -44,9 +62,19 @@ def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--negatives", type=int, default=7, help="k hard negatives per query (default: 7)")
     opt.add_argument("--no-in-batch", action="store_true", help="no in-batch negatives")
-    opt.add_argument("--train-encoder", action="store_true",
-                     help="also fine-tune the encoder (saved in OUT/encoder; re-index documents with it)")
-    opt.add_argument("--encoder-lr", type=float, default=2e-5, help="the encoder's learning rate (default: 2e-5)")
+    opt.add_argument("--tune", choices=TUNE_MODES, default="codes",
+                     help="what learns besides the codes: codes (nothing; the default), query (a query tower of its "
+                          "own, saved as an fp16 delta; documents keep the encoder's vectors and its indexes) or "
+                          "both (the encoder of both sides, saved in OUT/encoder; re-index documents with it)")
+    opt.add_argument("--query-layers", type=int, default=None,
+                     help="with --tune query: fine-tune only the top N layers of the query tower (default: all)")
+    opt.add_argument("--encoder-lr", type=float, default=2e-5,
+                     help="the learning rate of the encoder or query tower (default: 2e-5)")
+    opt.add_argument("--loss", choices=POLY_LOSSES, default=None,
+                     help="softmax-ce (labels) or soft-label (the teacher's scores; default with --distill)")
+    opt.add_argument("--temperature", type=float, default=1.0, help="soft-label temperature (default: 1)")
+    opt.add_argument("--loss-scale", type=float, default=1.0,
+                     help="multiplies the poly-encoder's scores inside the loss (default: 1)")
     opt.add_argument("--queries-per-step", type=int, default=16, help="default: 16")
     opt.add_argument("--steps", type=int, default=500, help="default: 500")
     opt.add_argument("--lr", type=float, default=5e-3, help="default: 5e-3")
@@ -63,9 +91,10 @@ def add_train_poly_parser(subparsers) -> argparse.ArgumentParser:
     """Adds the ``train-poly`` subcommand to an ``argparse`` subparsers object."""
     parser = subparsers.add_parser(
         "train-poly",
-        help="train a poly-encoder's codes over a frozen bi-encoder",
-        description="Trains the m codes of a poly-encoder over a frozen bi-encoder (softmax cross-entropy with BM25 "
-        "and in-batch negatives), keeping the codes that validate best, and saves the poly-encoder directory.",
+        help="train a poly-encoder: its codes, a query tower of its own, or its encoder",
+        description="Trains the m codes of a poly-encoder (and, with --tune, a query tower or the encoder) from labels "
+        "(softmax cross-entropy with BM25 and in-batch negatives) or a teacher's scores (--distill, listwise), keeping "
+        "the model that validates best, and saves the poly-encoder directory.",
     )
     add_train_poly_arguments(parser)
     parser.set_defaults(run=run_train_poly)
@@ -87,30 +116,42 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
     from pyterrier_shallow.train.cli_run import (
         Collections,
         combine_sources,
+        distillation_source,
         held_out_validation,
+        make_teacher,
         source_weights,
         torch_threads,
         training_source,
     )
 
-    if not args.data:
-        raise ValueError("give some training data with --data")
-    if args.train_encoder and len(args.codes) > 1:
-        raise ValueError("--train-encoder trains one poly-encoder at a time: give one --codes value")
-    weights = source_weights(args.data)
+    if not args.data and not args.distill:
+        raise ValueError("give some training data: --data, or --distill with --teacher")
+    if args.distill and args.teacher is None:
+        raise ValueError("--distill needs --teacher")
+    loss = args.loss or ("soft-label" if args.distill else "softmax-ce")
+    if loss == "soft-label" and args.data:
+        raise ValueError("soft-label distillation learns from --distill sources only; drop --data or use softmax-ce")
+    if args.tune != "codes" and len(args.codes) > 1:
+        raise ValueError(f"--tune {args.tune} trains one poly-encoder at a time: give one --codes value")
+    weights = source_weights([*args.data, *args.distill])
     with torch_threads(args.threads):
         collections = Collections(args)
         validation, validation_label, held_out = held_out_validation(args, collections)
         sources = [training_source(spec, args, collections, held_out if spec.label == validation_label else set())
                    for spec in args.data]
+        if args.distill:
+            teacher = make_teacher(args)
+            sources += [distillation_source(spec, args, collections,
+                                            held_out if spec.label == validation_label else set(), teacher)
+                        for spec in args.distill]
         source = combine_sources(sources, weights)
         encoder = BiEncoder(args.encoder, query_length=args.query_length, doc_length=args.doc_length,
                             device=args.device, warn_truncation=False)
         config = PolyTrainConfig(
             steps=args.steps, queries_per_step=args.queries_per_step, num_negatives=args.negatives,
             in_batch_negatives=not args.no_in_batch, lr=args.lr, warmup_steps=min(args.warmup, args.steps),
-            eval_every=args.eval_every, seed=args.seed, train_encoder=args.train_encoder,
-            encoder_lr=args.encoder_lr,
+            eval_every=args.eval_every, seed=args.seed, tune=args.tune, query_layers=args.query_layers,
+            encoder_lr=args.encoder_lr, loss=loss, temperature=args.temperature, loss_scale=args.loss_scale,
         )
         command = f"pyterrier-shallow train-poly {shlex.join(argv if argv is not None else sys.argv[2:])}"
         encodings, cards = None, {}
@@ -121,7 +162,7 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
             card = train_codes(poly, source, config=config, validation=validation, encodings=encodings,
                                verbose=not args.quiet)
             output = Path(args.out) if len(args.codes) == 1 else Path(args.out) / f"m{num_codes}"
-            poly.save(output, card={**card, "command": command}, save_encoder=args.train_encoder)
+            poly.save(output, card={**card, "command": command}, save_encoder=args.tune == "both")
             cards[output] = card
     for output, card in cards.items():
         print(f"saved {output} (best step {card['best_step']} of {args.steps})")

@@ -19,6 +19,7 @@ CONFIG_FILE = "poly_config.json"
 CODES_FILE = "codes.safetensors"
 CARD_FILE = "training_card.json"
 ENCODER_FOLDER = "encoder"
+QUERY_DELTA_FILE = "query_delta.safetensors"
 FORMAT = "pyterrier-shallow-poly-encoder"
 DEFAULT_POLY_ENCODER_DIR = Path(__file__).resolve().parent.parent / "models" / "poly-encoder"
 """Where the package's trained default poly-encoder lives."""
@@ -33,8 +34,12 @@ class PolyEncoder:
     those: ``y_q = sum_i softmax_i(d . y_i) y_i`` and ``score = d . y_q``. The object is a factory of transformers:
     :meth:`reranker` scores candidates with vectors stored in an index, :meth:`text_scorer` encodes their text.
 
+    Queries may have a tower of their own (:attr:`query_encoder`, fine-tuned while the documents' tower stays
+    frozen): documents are still the vectors of :attr:`bi_encoder`, so an index it built serves unchanged.
+
     A saved poly-encoder is a directory: ``poly_config.json``, ``codes.safetensors``, the training card and, when the
-    encoder itself was fine-tuned, ``encoder/``; otherwise the configuration names the encoder (a hub id or a path).
+    query tower was fine-tuned, ``query_delta.safetensors`` (its changed layers in fp16 over the named encoder), or,
+    when the whole encoder was, ``encoder/``; otherwise the configuration names the encoder (a hub id or a path).
 
     Example::
 
@@ -71,10 +76,11 @@ class PolyEncoder:
                 f"{folder} holds its own fine-tuned encoder; scoring with {bi_encoder!r} instead gives other scores",
                 stacklevel=2,
             )
-        if bi_encoder is None:
-            encoder_dir = folder / ENCODER_FOLDER
-            source = str(encoder_dir) if encoder_dir.is_dir() else config["encoder"]
-            bi_encoder = BiEncoder(
+        encoder_dir = folder / ENCODER_FOLDER
+        source = str(encoder_dir) if encoder_dir.is_dir() else config["encoder"]
+
+        def encoder(delta: Path | None = None) -> BiEncoder:
+            return BiEncoder(
                 source,
                 pooling=config.get("pooling"),
                 normalize=config.get("normalize"),
@@ -82,8 +88,18 @@ class PolyEncoder:
                 doc_length=doc_length or config.get("doc_length"),
                 device=device,
                 verbose=verbose,
+                delta=delta,
             )
-        self._setup(bi_encoder, codes, verbose=verbose)
+
+        if bi_encoder is None:
+            bi_encoder = encoder()
+        query_encoder = None
+        if config.get("query_delta"):
+            if bi_encoder.name != BiEncoder(source).name:
+                raise ValueError(f"{folder}'s query tower was tuned from {config['encoder'] or MINILM_ID}; its "
+                                 f"documents must be that encoder's vectors, not {bi_encoder!r}'s")
+            query_encoder = encoder(folder / config["query_delta"])
+        self._setup(bi_encoder, codes, verbose=verbose, query_encoder=query_encoder)
         self.path = str(folder)
         self.card = _read_json(folder / CARD_FILE)
 
@@ -92,6 +108,7 @@ class PolyEncoder:
         cls,
         bi_encoder: BiEncoder | None = None,
         *,
+        query_encoder: BiEncoder | None = None,
         num_codes: int = 16,
         scaled: bool = False,
         init_std: float = 0.05,
@@ -102,21 +119,26 @@ class PolyEncoder:
 
         Its codes start small (``init_std``), where it ranks almost as the bi-encoder's mean pooling would (exactly,
         as ``init_std`` goes to zero); train the codes with :func:`pyterrier_shallow.poly.train_codes`.
+        ``query_encoder`` gives queries a tower of their own (``None``: ``bi_encoder`` encodes them too).
         """
         bi_encoder = bi_encoder if bi_encoder is not None else BiEncoder(verbose=verbose)
         poly = cls.__new__(cls)
         codes = PolyCodes(num_codes, bi_encoder.dimension, scaled=scaled, init_std=init_std, seed=seed)
-        poly._setup(bi_encoder, codes, verbose=verbose)
+        poly._setup(bi_encoder, codes, verbose=verbose, query_encoder=query_encoder)
         poly.path, poly.card = None, None
         return poly
 
-    def _setup(self, bi_encoder: BiEncoder, codes: PolyCodes, *, verbose: bool) -> None:
-        if bi_encoder.dimension != codes.dimension:
-            raise ValueError(
-                f"{bi_encoder!r} makes {bi_encoder.dimension}-dimensional vectors but the codes have "
-                f"{codes.dimension} dimensions; load the poly-encoder with the encoder it was trained with"
-            )
+    def _setup(
+        self, bi_encoder: BiEncoder, codes: PolyCodes, *, verbose: bool, query_encoder: BiEncoder | None = None
+    ) -> None:
+        for encoder in (bi_encoder, query_encoder):
+            if encoder is not None and encoder.dimension != codes.dimension:
+                raise ValueError(
+                    f"{encoder!r} makes {encoder.dimension}-dimensional vectors but the codes have "
+                    f"{codes.dimension} dimensions; load the poly-encoder with the encoder it was trained with"
+                )
         self.bi_encoder = bi_encoder
+        self.query_encoder = query_encoder if query_encoder is not None else bi_encoder
         self.codes = codes.eval()
         self.verbose = verbose
 
@@ -130,6 +152,11 @@ class PolyEncoder:
         return self.codes.num_codes
 
     @property
+    def own_query_tower(self) -> bool:
+        """Whether queries have an encoder of their own (documents keep :attr:`bi_encoder`'s vectors)."""
+        return self.query_encoder is not self.bi_encoder
+
+    @property
     def scaled(self) -> bool:
         """Whether the attention logits are divided by ``sqrt(dimension)``."""
         return self.codes.scaled
@@ -139,7 +166,7 @@ class PolyEncoder:
         """Returns each query's m code vectors, float32 of shape ``(len(queries), m, dimension)``."""
         if len(queries) == 0:
             return np.empty((0, self.num_codes, self.codes.dimension), dtype=np.float32)
-        tokens = self.bi_encoder.encode_tokens(list(queries), "query", verbose=verbose)
+        tokens = self.query_encoder.encode_tokens(list(queries), "query", verbose=verbose)
         return self.code_vectors(tokens).numpy()
 
     @torch.no_grad()
@@ -206,7 +233,8 @@ class PolyEncoder:
             path: The directory (replaced if it exists).
             card: A training card to store beside the codes.
             save_encoder: Copy the encoder's weights into ``encoder/`` (needed when they were fine-tuned);
-                otherwise the configuration names the encoder.
+                otherwise the configuration names the encoder. A query tower of its own is always saved, as the
+                fp16 tensors in which it differs from the documents' encoder.
         """
         from safetensors.torch import save_file
 
@@ -223,7 +251,14 @@ class PolyEncoder:
             "normalize": self.bi_encoder.normalize,
             "query_length": self.bi_encoder.query_length,
             "doc_length": self.bi_encoder.doc_length,
+            "query_delta": QUERY_DELTA_FILE if self.own_query_tower else None,
         }
+        if self.own_query_tower:
+            from pyterrier_shallow.dense.bi_encoder import changed_tensors
+
+            if save_encoder:
+                raise ValueError("save_encoder copies one encoder; this poly-encoder has a query tower of its own")
+            query_delta = changed_tensors(self.query_encoder.model, self.bi_encoder.model)
 
         def fill(folder: Path) -> None:
             save_file({"codes": self.codes.codes.detach().float().contiguous()}, str(folder / CODES_FILE))
@@ -232,6 +267,8 @@ class PolyEncoder:
                 (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf8")
             if save_encoder:
                 self._save_encoder(folder / ENCODER_FOLDER)
+            if self.own_query_tower:
+                save_file(query_delta, str(folder / QUERY_DELTA_FILE))
 
         atomic_write_dir(path, fill)
         self.path, self.card = str(path), card

@@ -1,4 +1,4 @@
-"""Training a poly-encoder's codes over a frozen bi-encoder: softmax cross-entropy with hard and in-batch negatives."""
+"""Training a poly-encoder: its codes, its query tower or its whole encoder, from labels or a teacher's scores."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import numpy as np
 import pyterrier as pt
 import torch
 
+from pyterrier_shallow.poly.cli_args import POLY_LOSSES, TUNE_MODES
 from pyterrier_shallow.poly.poly_encoder import PolyEncoder, pad_tokens
 from pyterrier_shallow.train.data import TrainingGroup, TrainingSource
+from pyterrier_shallow.train.losses import soft_label_loss
 from pyterrier_shallow.train.validation import RerankValidation
 
 
@@ -32,9 +34,17 @@ class PolyTrainConfig:
             narrow range); it changes no ranking.
         eval_every: Validate every this many steps; the best validated codes are kept.
         seed: Seeds the sampling of groups.
-        train_encoder: Also fine-tune the encoder (both sides: it makes the documents' vectors too), as the paper
-            did; otherwise only the codes learn, over cached encoder outputs (the cheap mode).
-        encoder_lr: Peak learning rate of the encoder when it is fine-tuned.
+        tune: What learns besides the codes: ``"codes"`` nothing (over cached encoder outputs, the cheap mode);
+            ``"query"`` a query tower of its own, copied from the encoder, while documents keep the frozen
+            encoder's vectors (cached; an index built before training still serves); ``"both"`` the one encoder
+            of both sides, as the paper did (documents must then be indexed again with the trained encoder).
+        query_layers: With ``tune="query"``, fine-tune only the top N layers of the query tower (``None``: all of
+            them); the token embeddings always stay frozen.
+        encoder_lr: Peak learning rate of the encoder or query tower when it is fine-tuned.
+        loss: ``"softmax-ce"`` (the group's positive, its first text, against the rest) or ``"soft-label"``
+            (listwise distillation: KL divergence from the softmax of the teacher's scores over each group; the
+            groups must carry ``teacher_scores``, and in-batch negatives are not used).
+        temperature: The teacher's softmax temperature for ``"soft-label"``.
     """
 
     steps: int = 500
@@ -47,8 +57,11 @@ class PolyTrainConfig:
     loss_scale: float = 1.0
     eval_every: int = 100
     seed: int = 0
-    train_encoder: bool = False
+    tune: str = "codes"
+    query_layers: int | None = None
     encoder_lr: float = 2e-5
+    loss: str = "softmax-ce"
+    temperature: float = 1.0
 
     def __post_init__(self):
         for name in ("steps", "queries_per_step", "eval_every"):
@@ -60,6 +73,22 @@ class PolyTrainConfig:
             raise ValueError("learning rates must be positive")
         if self.num_negatives == 0 and not self.in_batch_negatives:
             raise ValueError("with no hard negatives, in_batch_negatives must be on")
+        if self.tune not in TUNE_MODES:
+            raise ValueError(f"tune must be one of {TUNE_MODES}, got {self.tune!r}")
+        if self.loss not in POLY_LOSSES:
+            raise ValueError(f"loss must be one of {POLY_LOSSES}, got {self.loss!r}")
+        if self.loss == "soft-label" and self.num_negatives < 1:
+            raise ValueError("soft-label distillation needs groups of at least two texts (num_negatives >= 1)")
+        if self.query_layers is not None and (self.query_layers < 1 or self.tune != "query"):
+            raise ValueError("query_layers is a positive number of layers, and only with tune='query'")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+
+    @property
+    def train_encoder(self) -> bool:
+        """Whether the one encoder of both sides is fine-tuned."""
+        return self.tune == "both"
+
 
 
 class FrozenEncodings:
@@ -104,15 +133,17 @@ def train_codes(
     encodings: FrozenEncodings | None = None,
     verbose: bool = True,
 ) -> dict:
-    """Trains ``poly``'s codes in place (and, with ``config.train_encoder``, its encoder) and returns a training card.
+    """Trains ``poly``'s codes in place (and what ``config.tune`` names) and returns a training card.
 
     Each step draws ``queries_per_step`` groups (a query, its positive and k negatives) from ``source`` and
     minimises the softmax cross-entropy of the positive among the group's texts and, with in-batch negatives, the
-    other groups' texts too. With the encoder frozen (the default), its outputs are computed once per distinct query
-    and text and then reused, so a step costs little more than encoding the texts it has not seen before; when the
-    encoder is fine-tuned, every step runs it forward and backward, and an index built before training must be
-    built again with the trained encoder. With ``validation``, the model is measured every ``eval_every`` steps (and
-    before training) and the best is kept.
+    other groups' texts too, or (``config.loss="soft-label"``) the KL divergence from a teacher's scores of each
+    group. With the encoder frozen (the default), its outputs are computed once per distinct query and text and then
+    reused, so a step costs little more than encoding the texts it has not seen before. With ``tune="query"`` the
+    poly-encoder gets a query tower of its own, run forward and backward on the step's queries, while the documents'
+    vectors stay the frozen encoder's (computed once per text). With ``tune="both"`` every step runs the encoder on
+    every text, and an index built before training must be built again with the trained encoder. With
+    ``validation``, the model is measured every ``eval_every`` steps (and before training) and the best is kept.
 
     Args:
         poly: The poly-encoder whose codes are trained.
@@ -134,7 +165,14 @@ def train_codes(
         raise ValueError("encodings must come from the same bi-encoder as the poly-encoder")
     encodings.poly = poly
     codes = poly.codes
-    encoder = poly.bi_encoder.model if config.train_encoder else None
+    encoder = None
+    if config.tune == "both":
+        encoder = poly.bi_encoder.model
+    elif config.tune == "query":
+        if not poly.own_query_tower:
+            poly.query_encoder = query_tower_copy(poly.bi_encoder)
+        encoder = poly.query_encoder.model
+        _freeze_below(encoder, config.query_layers)
     if encoder is not None:
         codes.to(poly.bi_encoder.device)  # beside the encoder while training; back on the CPU afterwards
     groups_of_parameters = [{"params": list(codes.parameters()), "lr": config.lr}]
@@ -153,6 +191,12 @@ def train_codes(
     def score_fresh(queries: list[str], texts: list[str]) -> np.ndarray:
         return poly.score_pairs(queries, poly.bi_encoder.encode_docs(texts, verbose=False))
 
+    def score_query_tower(queries: list[str], texts: list[str]) -> np.ndarray:
+        encodings.add([], texts)
+        return poly.score_pairs(queries, np.stack([encodings.doc_vectors[text] for text in texts]))
+
+    scorer = {"codes": encodings.score_pairs, "query": score_query_tower, "both": score_fresh}[config.tune]
+
     curve, best = [], (-np.inf, 0, snapshot())
     started = time.perf_counter()
 
@@ -163,21 +207,24 @@ def train_codes(
         codes.eval()
         if encoder is not None:
             encoder.eval()
-        value = validation.evaluate(score_fresh if encoder is not None else encodings.score_pairs)
+        value = validation.evaluate(scorer)
         curve.append({"step": step, validation.metric: value})
         if value > best[0]:
             best = (value, step, snapshot())
 
     validate(0)
     losses = []
-    desc = "training poly-encoder" if encoder is not None else "training codes"
+    desc = {"codes": "training codes", "query": "training query tower", "both": "training poly-encoder"}[config.tune]
     progress = pt.tqdm(range(1, config.steps + 1), desc=desc, unit="step", disable=not verbose)
     for step in progress:
         groups = [source.sample(rng, config.num_negatives) for _ in range(config.queries_per_step)]
         codes.train()
         if encoder is not None:
             encoder.train()
+        if config.tune == "both":
             loss = _step_loss_fine_tuning(poly, groups, config)
+        elif config.tune == "query":
+            loss = _step_loss_query_tower(poly, groups, encodings, config)
         else:
             loss = _step_loss(codes, groups, encodings, config)
         optimizer.zero_grad(set_to_none=True)
@@ -186,7 +233,10 @@ def train_codes(
         schedule.step()
         losses.append(float(loss.detach()))
         if verbose:
-            progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            shown = {"loss": f"{np.mean(losses[-20:]):.4f}"}
+            if curve:
+                shown[validation.metric] = f"{curve[-1][validation.metric]:.4f}"
+            progress.set_postfix(shown)
         if step % config.eval_every == 0 or step == config.steps:
             validate(step)
     if validation is not None:
@@ -201,12 +251,14 @@ def train_codes(
     return {
         "model": "poly-encoder",
         "encoder": poly.bi_encoder.name,
-        "encoder_frozen": not config.train_encoder,
+        "encoder_frozen": config.tune == "codes",
+        "tuned": {"codes": "codes", "query": "codes and query tower", "both": "codes and encoder"}[config.tune],
         "num_codes": codes.num_codes,
         "scaled": codes.scaled,
         "config": asdict(config),
         "data": source.describe(),
-        "loss": {"name": "softmax-ce", "in_batch_negatives": config.in_batch_negatives},
+        "loss": ({"name": "soft-label", "temperature": config.temperature} if config.loss == "soft-label"
+                 else {"name": "softmax-ce", "in_batch_negatives": config.in_batch_negatives}),
         "validation": None if validation is None else {**validation.describe(), "curve": curve},
         "best_step": best[1],
         "train_loss": {"first_20": float(np.mean(losses[:20])), "last_20": float(np.mean(losses[-20:]))},
@@ -222,6 +274,40 @@ def _step_loss(codes, groups: list[TrainingGroup], encodings: FrozenEncodings, c
     hidden, mask = pad_tokens([encodings.query_tokens[query] for query in queries])
     docs = torch.from_numpy(np.stack([encodings.doc_vectors[text] for text in texts]))
     return _group_loss(codes, codes.query_vectors(hidden, mask), docs, groups, config)
+
+
+def _step_loss_query_tower(poly: PolyEncoder, groups: list[TrainingGroup], encodings: FrozenEncodings,
+                           config: PolyTrainConfig):
+    """The step's loss with the query tower run forward (and so trained) and the documents' cached vectors."""
+    texts = [text for group in groups for text in group.texts]
+    encodings.add([], texts)
+    hidden, mask = poly.query_encoder.token_states([group.query for group in groups], "query")
+    docs = torch.from_numpy(np.stack([encodings.doc_vectors[text] for text in texts]))
+    return _group_loss(poly.codes, poly.codes.query_vectors(hidden.float(), mask), docs, groups, config)
+
+
+def query_tower_copy(bi_encoder):
+    """A query tower of its own: a copy of ``bi_encoder`` with its own weights (documents keep the original)."""
+    weights = bi_encoder.model  # loaded first, so the copy shares its tokenizers and resolved lengths
+    tower = copy.copy(bi_encoder)
+    tower._model = copy.deepcopy(weights)
+    tower._backends = dict(bi_encoder._backends)
+    return tower
+
+
+def _freeze_below(encoder: torch.nn.Module, top_layers: int | None) -> None:
+    """Freezes the token embeddings and, with ``top_layers``, every layer below the top ``top_layers``."""
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(top_layers is None)
+    for parameter in encoder.embeddings.parameters():
+        parameter.requires_grad_(False)
+    if top_layers is not None:
+        layers = encoder.encoder.layer
+        if top_layers > len(layers):
+            raise ValueError(f"query_layers={top_layers}, but the encoder has {len(layers)} layers")
+        for layer in layers[len(layers) - top_layers :]:
+            for parameter in layer.parameters():
+                parameter.requires_grad_(True)
 
 
 def _step_loss_fine_tuning(poly: PolyEncoder, groups: list[TrainingGroup], config: PolyTrainConfig):
@@ -246,6 +332,15 @@ def _group_loss(codes, query_vectors: torch.Tensor, docs: torch.Tensor, groups: 
     """
     sizes = [len(group.texts) for group in groups]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    if config.loss == "soft-label":
+        if any(group.teacher_scores is None for group in groups):
+            raise ValueError("soft-label distillation needs groups with teacher scores (a distillation source)")
+        if len(set(sizes)) != 1:
+            raise ValueError("soft-label distillation needs groups of one size")
+        logits = torch.stack([codes.score(query_vectors[index], docs[start : start + size])
+                              for index, (start, size) in enumerate(zip(starts, sizes, strict=True))])
+        teacher = torch.tensor([group.teacher_scores for group in groups], dtype=logits.dtype, device=logits.device)
+        return soft_label_loss(logits * config.loss_scale, teacher, temperature=config.temperature)
     if config.in_batch_negatives:
         scores = codes.score(query_vectors, docs.expand(len(groups), -1, -1))  # (queries, all texts)
         targets = torch.as_tensor(starts, dtype=torch.long, device=scores.device)

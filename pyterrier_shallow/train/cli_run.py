@@ -138,7 +138,8 @@ def training_source(spec: DataSpec, args, collections: Collections, held_out: se
     return RankingSource(topics, qrels, docs, negatives, name=spec.label)
 
 
-def _distillation_source(spec: DataSpec, args, collections: Collections, held_out: set[str], teacher):
+def distillation_source(spec: DataSpec, args, collections: Collections, held_out: set[str], teacher):
+    """The groups a ``--distill`` value describes: BM25 candidates of its queries, scored by ``teacher``."""
     if spec.kind in ("pseudo-title", "pseudo-sentence"):
         topics, first_stage, docs = _pseudo_distillation_input(spec, args, collections)
     elif spec.kind == "ranking":
@@ -167,7 +168,8 @@ def _pseudo_distillation_input(spec: DataSpec, args, collections: Collections):
     return topics, retriever, docs
 
 
-def _teacher(args: argparse.Namespace):
+def make_teacher(args: argparse.Namespace):
+    """The ``--teacher`` of ``args``: the hybrid of BM25 and all-MiniLM-L6-v2, or a cross-encoder."""
     if args.teacher == "hybrid":
         from ..dense import BiEncoder
         from .teacher import HybridTeacher
@@ -194,10 +196,10 @@ def run_training(args: argparse.Namespace, argv: Sequence[str]) -> int:
     sources = [training_source(spec, args, collections, held_out if spec.label == validation_label else set())
                for spec in args.data]
     if args.distill:
-        teacher = _teacher(args)
+        teacher = make_teacher(args)
         for spec in args.distill:
             label_held_out = held_out if spec.label == validation_label else set()
-            sources.append(_distillation_source(spec, args, collections, label_held_out, teacher))
+            sources.append(distillation_source(spec, args, collections, label_held_out, teacher))
     source = combine_sources(sources, weights)
 
     output = Path(args.out)

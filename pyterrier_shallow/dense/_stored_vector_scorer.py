@@ -1,0 +1,48 @@
+"""StoredVectorScorer: scores any first stage's candidates with the document vectors a FaissIndex stores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+from pyterrier_shallow._equality import EqualByArguments
+from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts, with_scores
+from pyterrier_shallow.dense._encoders import encode_column
+from pyterrier_shallow.dense.bi_encoder import BiEncoder
+from pyterrier_shallow.dense.faiss_index import FaissIndex
+
+
+class StoredVectorScorer(EqualByArguments, pt.Transformer):
+    """Scores each candidate by its query's vector and the document vector stored in a :class:`FaissIndex`.
+
+    The bi-encoder as a reranker without encoding documents at query time: each distinct query is encoded once and
+    each candidate's vector is read back from the index by docno. Make it with ``index.scorer(encoder)``.
+
+    Args:
+        index: The index that holds the candidates' vectors.
+        encoder: The model that built the index (another model is an error).
+        verbose: Show a progress bar while encoding queries.
+    """
+
+    schematic = {"label": "StoredVectorScorer", "help_url": None}
+
+    def __init__(self, index: FaissIndex, encoder: BiEncoder, *, verbose: bool = False):
+        self.index = index if isinstance(index, FaissIndex) else FaissIndex(index)
+        self.encoder = encoder
+        self.index.check_encoder(encoder, strict=True)
+        self.verbose = verbose
+
+    def __repr__(self) -> str:
+        return f"{self.index!r}.scorer({self.encoder!r})"
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Returns ``inp`` with float32 ``score`` and a fresh ``rank``."""
+        require_columns(inp, ["qid", "query", "docno"], who="StoredVectorScorer")
+        if len(inp) == 0:
+            return with_scores(inp, np.empty(0, dtype=np.float32))
+        require_str_ids(inp, who="StoredVectorScorer")
+        require_texts(inp, "query", who="StoredVectorScorer", allow_empty=False)
+        docs = self.index.vectors(inp["docno"].tolist(), who="StoredVectorScorer", instead="encoder.text_scorer()")
+        queries = np.stack(encode_column(inp["query"], self.encoder.encode_queries, self.verbose))
+        return with_scores(inp, np.einsum("ij,ij->i", queries, docs))
