@@ -147,5 +147,5 @@ def test_train_poly_command_distils_into_a_query_tower(shared_data, tmp_path):
     assert poly.card["loss"]["name"] == "soft-label" and poly.card["data"]["name"] == "distil:cisi"
     assert [point["step"] for point in poly.card["validation"]["curve"]] == [0, 1, 2]
     assert main(["train-poly", "--out", str(out / "x"), "--distill", "cisi", "--device", "cpu"]) == 2  # no teacher
-    assert main(["train-poly", "--out", str(out / "x"), "--codes", "4", "16", "--tune", "query", "--data", "cisi",
-                 "--device", "cpu"]) == 2  # one poly-encoder at a time
+    assert main(["train-poly", "--out", str(out / "x"), "--codes", "4", "16", "--tune", "both", "--data", "cisi",
+                 "--device", "cpu"]) == 2  # one encoder fine-tuned at a time

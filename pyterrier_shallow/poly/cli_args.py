@@ -26,7 +26,8 @@ def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
                        help="the bi-encoder: a hub id or folder (default: all-MiniLM-L6-v2, offline)")
     model.add_argument("--codes", type=int, nargs="+", default=[16],
                        help="m, the number of codes (default: 16; the paper: 16, 64, 360); several train one "
-                            "poly-encoder each, sharing the encoder's outputs")
+                            "poly-encoder each (with --tune query, each its own query tower), sharing the frozen "
+                            "encoder's outputs")
     model.add_argument("--scaled", action="store_true", help="divide attention logits by sqrt(dimension)")
     model.add_argument("--init-std", type=float, default=0.05, help="spread of the initial codes (default: 0.05)")
     model.add_argument("--query-length", type=int, default=64, help="default: 64 tokens")
@@ -52,6 +53,10 @@ def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     distil.add_argument("--teacher-doc-length", type=int, default=None,
                         help="tokens of a text the teacher reads (default: --doc-length)")
     distil.add_argument("--distill-depth", type=int, default=50, help="candidates scored per query (default: 50)")
+    distil.add_argument("--candidates", choices=["bm25", "dense"], default="bm25",
+                        help="whose candidates the teacher scores and validation reranks: BM25's, or dense "
+                             "retrieval's with the poly-encoder's own document vectors (indexed once per collection; "
+                             "the hybrid teacher then mixes in BM25's score of each, from its top 1000)")
 
     val = parser.add_argument_group("validation")
     val.add_argument("--validate", type=parse_data_spec, default=None,
@@ -131,22 +136,36 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
     loss = args.loss or ("soft-label" if args.distill else "softmax-ce")
     if loss == "soft-label" and args.data:
         raise ValueError("soft-label distillation learns from --distill sources only; drop --data or use softmax-ce")
-    if args.tune != "codes" and len(args.codes) > 1:
-        raise ValueError(f"--tune {args.tune} trains one poly-encoder at a time: give one --codes value")
+    if args.tune == "both" and len(args.codes) > 1:
+        raise ValueError("--tune both trains one poly-encoder at a time: give one --codes value")
     weights = source_weights([*args.data, *args.distill])
     with torch_threads(args.threads):
         collections = Collections(args)
-        validation, validation_label, held_out = held_out_validation(args, collections)
+        encoder = BiEncoder(args.encoder, query_length=args.query_length, doc_length=args.doc_length,
+                            device=args.device, warn_truncation=False)
+        pools = None
+        if args.candidates == "dense":
+            from pyterrier_shallow.train.dense_pools import BM25_COLUMN, DensePools
+
+            if args.data:
+                raise ValueError("--candidates dense applies to --distill sources; drop --data")
+            pools = DensePools(collections, encoder, collections.index_dir)
+        validation, validation_label, held_out = held_out_validation(
+            args, collections, None if pools is None else pools.retriever)
         sources = [training_source(spec, args, collections, held_out if spec.label == validation_label else set())
                    for spec in args.data]
         if args.distill:
-            teacher = make_teacher(args)
-            sources += [distillation_source(spec, args, collections,
-                                            held_out if spec.label == validation_label else set(), teacher)
-                        for spec in args.distill]
+            if pools is None:
+                teacher = make_teacher(args)
+                sources += [distillation_source(spec, args, collections,
+                                                held_out if spec.label == validation_label else set(), teacher)
+                            for spec in args.distill]
+            else:
+                teacher = make_teacher(args, first_stage_column=BM25_COLUMN)
+                sources += [pools.source(spec, teacher, depth=args.distill_depth,
+                                         held_out=held_out if spec.label == validation_label else set())
+                            for spec in args.distill]
         source = combine_sources(sources, weights)
-        encoder = BiEncoder(args.encoder, query_length=args.query_length, doc_length=args.doc_length,
-                            device=args.device, warn_truncation=False)
         config = PolyTrainConfig(
             steps=args.steps, queries_per_step=args.queries_per_step, num_negatives=args.negatives,
             in_batch_negatives=not args.no_in_batch, lr=args.lr, warmup_steps=min(args.warmup, args.steps),
@@ -158,7 +177,10 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
         for num_codes in args.codes:
             poly = PolyEncoder.fresh(encoder, num_codes=num_codes, scaled=args.scaled, init_std=args.init_std,
                                      seed=args.seed)
-            encodings = encodings or FrozenEncodings(poly)
+            if encodings is None:
+                encodings = FrozenEncodings(poly)
+                if pools is not None and args.tune != "both":
+                    encodings.add_vectors(*pools.stored_vectors())
             card = train_codes(poly, source, config=config, validation=validation, encodings=encodings,
                                verbose=not args.quiet)
             output = Path(args.out) if len(args.codes) == 1 else Path(args.out) / f"m{num_codes}"

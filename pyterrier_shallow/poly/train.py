@@ -118,6 +118,13 @@ class FrozenEncodings:
                                     strict=True):
                 self.doc_vectors[text] = vector
 
+    def add_vectors(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Takes the vectors of texts encoded elsewhere by the same encoder (e.g. read back from its index)."""
+        if len(texts) != len(vectors):
+            raise ValueError(f"{len(texts)} texts but {len(vectors)} vectors")
+        for text, vector in zip(texts, vectors, strict=True):
+            self.doc_vectors.setdefault(text, np.asarray(vector, dtype=np.float32))
+
     def score_pairs(self, queries: list[str], texts: list[str]) -> np.ndarray:
         """Scores (query, text) pairs with the poly-encoder, encoding each text once across calls."""
         self.add(queries, texts)

@@ -98,8 +98,16 @@ def _with_text(documents):
     return (doc for doc in documents if any(str(doc.get(field) or "").strip() for field in ("title", "text")))
 
 
-def held_out_validation(args, collections: Collections) -> tuple[RerankValidation | None, str | None, set[str]]:
-    """The ``--validate`` set: the validation, its label and the qids it holds out of training."""
+def held_out_validation(
+    args, collections: Collections, first_stage=None
+) -> tuple[RerankValidation | None, str | None, set[str]]:
+    """The ``--validate`` set: the validation, its label and the qids it holds out of training.
+
+    Args:
+        args: The parsed command line (``validate``, ``val_queries``, ``val_depth``, ``seed``).
+        collections: Where the collections come from.
+        first_stage: ``(spec, depth) -> retriever`` whose candidates are reranked (``None``: BM25).
+    """
     if args.validate is None:
         return None, None, set()
     spec = args.validate
@@ -109,9 +117,10 @@ def held_out_validation(args, collections: Collections) -> tuple[RerankValidatio
         raise ValueError(f"{spec.label} has no judged queries to validate on")
     rng = np.random.default_rng(args.seed)
     chosen = judged.iloc[np.sort(rng.choice(len(judged), size=min(args.val_queries, len(judged)), replace=False))]
+    retriever = (first_stage or collections.bm25)(spec, args.val_depth)
     validation = RerankValidation.from_first_stage(
-        collections.bm25(spec, args.val_depth), chosen, qrels, collections.docs(spec), depth=args.val_depth,
-        name=spec.label,
+        retriever, chosen, qrels, collections.docs(spec), depth=args.val_depth,
+        name=spec.label if first_stage is None else f"{spec.label} (dense candidates)",
     )
     return validation, spec.label, set(chosen["qid"])
 
@@ -168,15 +177,19 @@ def _pseudo_distillation_input(spec: DataSpec, args, collections: Collections):
     return topics, retriever, docs
 
 
-def make_teacher(args: argparse.Namespace):
-    """The ``--teacher`` of ``args``: the hybrid of BM25 and all-MiniLM-L6-v2, or a cross-encoder."""
+def make_teacher(args: argparse.Namespace, *, first_stage_column: str = "score"):
+    """The ``--teacher`` of ``args``: the hybrid of BM25 and all-MiniLM-L6-v2, or a cross-encoder.
+
+    ``first_stage_column`` holds the BM25 score the hybrid teacher mixes in.
+    """
     if args.teacher == "hybrid":
         from ..dense import BiEncoder
         from .teacher import HybridTeacher
 
         dense = BiEncoder(query_length=args.query_length, doc_length=args.teacher_doc_length or args.doc_length,
                           device=args.device, warn_truncation=False)
-        return HybridTeacher(dense, dense_weight=args.teacher_weight, verbose=not args.quiet)
+        return HybridTeacher(dense, dense_weight=args.teacher_weight, first_stage_column=first_stage_column,
+                             verbose=not args.quiet)
     from ..cross_encoder import CrossEncoder
 
     return CrossEncoder(args.teacher, query_length=args.query_length,
