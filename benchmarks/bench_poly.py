@@ -71,9 +71,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/pts-dense-bench"))
     parser.add_argument("--poly", nargs="+", type=Path, required=True, help="poly-encoder directories")
     parser.add_argument("--cross-encoder", default=None, help="a cross-encoder folder (default: none)")
+    parser.add_argument("--cross-encoder-latency-only", action="store_true",
+                        help="time the cross-encoder beside the poly-encoders, but leave it out of pt.Experiment")
     parser.add_argument("--ce-lengths", type=int, nargs=2, default=[64, 256],
                         help="the cross-encoder's query and document lengths (default: 64 256, the bi-encoder's)")
     parser.add_argument("--collections", nargs="+", default=["vaswani", "nfcorpus"])
+    parser.add_argument("--query-length", type=int, default=None,
+                        help="tokens of a query the poly-encoders read (default: each one's saved setting)")
     parser.add_argument("--depth", type=int, default=100, help="dense candidates reranked (default: 100)")
     parser.add_argument("--latency-depths", nargs="+", type=int, default=[100, 1000])
     parser.add_argument("--latency-queries", type=int, default=5)
@@ -81,15 +85,19 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     model = pts.BiEncoder(warn_truncation=False)
-    polys = {f"poly-encoder m={PolyEncoder(path).num_codes} ({path.name})": PolyEncoder(path, bi_encoder=model)
-             for path in args.poly}
+    polys = {}
+    for path in args.poly:
+        poly = PolyEncoder(path, bi_encoder=model, query_length=args.query_length)
+        poly.query_encoder.warn_truncation = False
+        polys[f"poly-encoder m={poly.num_codes} ({path.name})"] = poly
     cross_encoder = None
     if args.cross_encoder is not None:
         query_length, doc_length = args.ce_lengths
         cross_encoder = pts.CrossEncoder(args.cross_encoder, query_length=query_length, doc_length=doc_length,
                                          warn_truncation=False)
-    tables = [effectiveness(name, "test" if name == "nfcorpus" else None, polys, cross_encoder, model, args.work,
-                            args.depth) for name in args.collections]
+    ranked_cross_encoder = None if args.cross_encoder_latency_only else cross_encoder
+    tables = [effectiveness(name, "test" if name == "nfcorpus" else None, polys, ranked_cross_encoder, model,
+                            args.work, args.depth) for name in args.collections]
     print(f"\nMachine: {describe_machine()}")
     print(markdown(pd.concat(tables, ignore_index=True)))
     timings = latency(polys, cross_encoder, model, args.work, args.latency_depths, args.latency_queries, args.repeats)

@@ -273,3 +273,11 @@ class TestTextScorerContract(pt.testing.TransformerTestCase):
     @staticmethod
     def get_transformer():
         return dense.BiEncoder().text_scorer()
+
+
+def test_weights_loaded_while_encoding_can_still_be_trained():
+    encoder = dense.BiEncoder(warn_truncation=False, query_length=16)
+    encoder.encode_queries(["loaded here, inside torch.inference_mode"])
+    hidden, mask = encoder.token_states(["a query to train on"], "query")
+    encoder.pooled(hidden, mask).sum().backward()
+    assert encoder.model.encoder.layer[0].attention.self.query.weight.grad is not None

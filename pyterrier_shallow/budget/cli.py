@@ -60,7 +60,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     from pyterrier_shallow import datasets
     from pyterrier_shallow._cache import cache_dir
-    from pyterrier_shallow.bm25 import bm25
+    from pyterrier_shallow.bm25 import bm25, bm25_index
     from pyterrier_shallow.budget.plot import plot_tradeoff
     from pyterrier_shallow.budget.sweep import depth_grid, sweep
     from pyterrier_shallow.text_loader import TextLoader
@@ -75,7 +75,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if args.queries is not None:
         topics = topics.head(args.queries)
     index_dir = Path(args.index_dir) if args.index_dir else cache_dir() / "bm25" / collection.name
-    first_stage = bm25(collection, index_dir, num_results=max(depths), verbose=not args.quiet)
+    bm25_index(collection, index_dir, verbose=not args.quiet)  # progress while indexing, none per timed query
+    first_stage = bm25(collection, index_dir, num_results=max(depths))
     dense_dir = Path(args.dense_index) if args.dense_index else cache_dir() / "dense" / collection.name
     dense_index = _StoredVectors(collection, dense_dir, verbose=not args.quiet)
     with tempfile.TemporaryDirectory(prefix="pyterrier-shallow-sweep-") as work:  # holds cut bi-encoders

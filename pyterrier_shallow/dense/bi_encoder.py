@@ -134,6 +134,10 @@ class BiEncoder:
         return self._model
 
     def _load(self) -> None:
+        with torch.inference_mode(False):  # loaded on first use, maybe while encoding: trainable weights even then
+            self._load_weights()
+
+    def _load_weights(self) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         kwargs = {"subfolder": self.layout.subfolder} if self.layout.subfolder else {}
