@@ -94,7 +94,8 @@ def test_train_command_distils_the_hybrid_teacher(shared_data, tmp_path):
             "--steps", "2", "--warmup", "1", "--eval-every", "2", "--micro-batch", "8", "--query-length", "16",
             "--doc-length", "32", "--layers", "1", "--data-root", str(shared_data), "--index-dir",
             str(tmp_path / "cache"), "--device", "cpu", "--quiet"]
-    assert main_train(argv) == 0
+    with pytest.warns(UserWarning, match="empty 'text'"):  # Cranfield has two empty abstracts
+        assert main_train(argv) == 0
     card = json.loads((out / "training_card.json").read_text())
     assert "--teacher hybrid --teacher-weight 1.5" in card["command"]
     assert card["data"]["name"] == "distil:cranfield"
