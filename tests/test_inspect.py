@@ -71,6 +71,8 @@ def _transformers(name, *, vaswani, docs, bi_encoder, faiss_index, bm25_slice, c
         "FaissIndex.retriever": lambda: faiss_index.retriever(bi_encoder, num_results=5),
         "ScoreFusion": lambda: pts.ScoreFusion(bm25_slice, faiss_index.retriever(bi_encoder), num_results=5),
         "PolyEncoder.text_scorer": lambda: poly.text_scorer(),
+        "PolyEncoder.reranker": lambda: poly.reranker(faiss_index),
+        "FaissIndex.scorer": lambda: faiss_index.scorer(bi_encoder),
         "BudgetedReranker": lambda: budget.BudgetedReranker(
             pts.CrossEncoder(checkpoint, warn_truncation=False), budget_ms=1e9),
     }
@@ -80,7 +82,8 @@ def _transformers(name, *, vaswani, docs, bi_encoder, faiss_index, bm25_slice, c
 NAMES = [
     "CrossEncoder", "SparseCrossEncoder", "SparseCrossEncoder.from_cross_encoder", "TextLoader(dataset)",
     "TextLoader(iterator)", "BM25Retriever", "BiEncoder.text_scorer", "BiEncoder.query_encoder",
-    "BiEncoder.doc_encoder", "FaissIndex.retriever", "ScoreFusion", "PolyEncoder.text_scorer", "BudgetedReranker",
+    "BiEncoder.doc_encoder", "FaissIndex.retriever", "ScoreFusion", "PolyEncoder.text_scorer", "PolyEncoder.reranker",
+    "FaissIndex.scorer", "BudgetedReranker",
 ]
 
 
