@@ -64,6 +64,8 @@ def test_saved_as_a_delta_and_loaded_back(tuned, candidates, tmp_path):
     untuned = PolyEncoder.fresh(poly.bi_encoder, num_codes=4)
     untuned.codes.load_state_dict(poly.codes.state_dict())
     assert not np.allclose(untuned.text_scorer()(candidates)["score"], expected, atol=1e-3)
+    with pytest.raises(pickle.PicklingError, match="save it"):  # its weights live only in memory
+        pickle.dumps(poly.text_scorer())
     poly.save(tmp_path / "poly", card=tuned[1])
     config = json.loads((tmp_path / "poly" / "poly_config.json").read_text())
     assert config["query_delta"] == "query_delta.safetensors"

@@ -151,6 +151,16 @@ class PolyEncoder:
         """m, the number of codes."""
         return self.codes.num_codes
 
+    def __getstate__(self) -> dict:
+        if self.own_query_tower and self.query_encoder.delta is None:
+            import pickle
+
+            raise pickle.PicklingError(
+                "this poly-encoder's query tower was trained in memory and would be unpickled without its weights; "
+                "save it (poly.save(folder)) and pickle PolyEncoder(folder) instead"
+            )
+        return self.__dict__.copy()
+
     @property
     def own_query_tower(self) -> bool:
         """Whether queries have an encoder of their own (documents keep :attr:`bi_encoder`'s vectors)."""
