@@ -152,11 +152,11 @@ class PolyEncoder:
         return self.codes.num_codes
 
     def __getstate__(self) -> dict:
-        if self.own_query_tower and self.query_encoder.delta is None:
+        if getattr(self, "_trained_in_memory", False):
             import pickle
 
             raise pickle.PicklingError(
-                "this poly-encoder's query tower was trained in memory and would be unpickled without its weights; "
+                "this poly-encoder's encoder weights were trained in memory and would be unpickled without them; "
                 "save it (poly.save(folder)) and pickle PolyEncoder(folder) instead"
             )
         return self.__dict__.copy()

@@ -181,6 +181,7 @@ def train_codes(
         encoder = poly.query_encoder.model
         _freeze_below(encoder, config.query_layers)
     if encoder is not None:
+        poly._trained_in_memory = True  # pickling would reload the untrained weights: it is refused
         codes.to(poly.bi_encoder.device)  # beside the encoder while training; back on the CPU afterwards
     groups_of_parameters = [{"params": list(codes.parameters()), "lr": config.lr}]
     if encoder is not None:
