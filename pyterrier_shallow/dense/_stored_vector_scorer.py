@@ -7,8 +7,9 @@ import pandas as pd
 import pyterrier as pt
 
 from pyterrier_shallow._equality import EqualByArguments
-from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts, with_scores
+from pyterrier_shallow._frames import with_scores
 from pyterrier_shallow.dense._encoders import encode_column
+from pyterrier_shallow.dense._stored_vectors import candidate_vectors
 from pyterrier_shallow.dense.bi_encoder import BiEncoder
 from pyterrier_shallow.dense.faiss_index import FaissIndex
 
@@ -36,13 +37,13 @@ class StoredVectorScorer(EqualByArguments, pt.Transformer):
     def __repr__(self) -> str:
         return f"{self.index!r}.scorer({self.encoder!r})"
 
+    def _vectors(self, docnos: list[str]) -> np.ndarray:
+        return self.index.vectors(docnos, who="StoredVectorScorer", instead="encoder.text_scorer()")
+
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         """Returns ``inp`` with float32 ``score`` and a fresh ``rank``."""
-        require_columns(inp, ["qid", "query", "docno"], who="StoredVectorScorer")
-        if len(inp) == 0:
+        docs = candidate_vectors(inp, self._vectors, who="StoredVectorScorer")
+        if docs is None:
             return with_scores(inp, np.empty(0, dtype=np.float32))
-        require_str_ids(inp, who="StoredVectorScorer")
-        require_texts(inp, "query", who="StoredVectorScorer", allow_empty=False)
-        docs = self.index.vectors(inp["docno"].tolist(), who="StoredVectorScorer", instead="encoder.text_scorer()")
         queries = np.stack(encode_column(inp["query"], self.encoder.encode_queries, self.verbose))
         return with_scores(inp, np.einsum("ij,ij->i", queries, docs))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
+import pandas as pd
+
+from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts
 
 
 def docno_positions(docnos: np.ndarray) -> dict[str, int]:
@@ -24,3 +27,19 @@ def reconstruct(index: faiss.Index, ids: np.ndarray) -> np.ndarray:
         ivf.make_direct_map()
         vectors = index.reconstruct_batch(unique)
     return np.asarray(vectors, dtype=np.float32)[inverse]
+
+
+def candidate_vectors(inp: pd.DataFrame, vectors_of, *, who: str) -> np.ndarray | None:
+    """Checks candidates to be scored with stored vectors and returns those vectors (``None`` for an empty frame).
+
+    Args:
+        inp: ``qid, query, docno`` rows.
+        vectors_of: Returns the stored vectors of a list of docnos (e.g. ``FaissIndex.vectors``).
+        who: Names the caller in errors.
+    """
+    require_columns(inp, ["qid", "query", "docno"], who=who)
+    if len(inp) == 0:
+        return None
+    require_str_ids(inp, who=who)
+    require_texts(inp, "query", who=who, allow_empty=False)
+    return vectors_of(inp["docno"].tolist())

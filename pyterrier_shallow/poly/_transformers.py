@@ -9,6 +9,7 @@ import pyterrier as pt
 from pyterrier_shallow._equality import EqualByArguments
 from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts, with_scores
 from pyterrier_shallow.dense._encoders import encode_column, stack_vectors
+from pyterrier_shallow.dense._stored_vectors import candidate_vectors
 from pyterrier_shallow.dense.faiss_index import FaissIndex
 from pyterrier_shallow.poly.poly_encoder import PolyEncoder
 
@@ -40,12 +41,9 @@ class PolyIndexReranker(EqualByArguments, pt.Transformer):
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         """Returns ``inp`` with float32 ``score`` and a fresh ``rank``."""
-        require_columns(inp, ["qid", "query", "docno"], who="PolyIndexReranker")
-        if len(inp) == 0:
+        vectors = candidate_vectors(inp, self.vectors, who="PolyIndexReranker")
+        if vectors is None:
             return with_scores(inp, np.empty(0, dtype=np.float32))
-        require_str_ids(inp, who="PolyIndexReranker")
-        require_texts(inp, "query", who="PolyIndexReranker", allow_empty=False)
-        vectors = self.vectors(inp["docno"].tolist())
         return with_scores(inp, self.poly.score_pairs(inp["query"].tolist(), vectors, verbose=self.verbose))
 
     def vectors(self, docnos: list[str]) -> np.ndarray:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyterrier_shallow.train.cli_args import _DATA_HELP, parse_data_spec
+from pyterrier_shallow.train.cli_args import _DATA_HELP, add_distillation_arguments, parse_data_spec
 
 TUNE_MODES = ("codes", "query", "both")
 """What training fine-tunes besides the codes."""
@@ -41,18 +41,7 @@ def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     data.add_argument("--sample-depth", type=int, default=None, help="sample negatives from the top N of the pool")
     data.add_argument("--max-pseudo-queries", type=int, default=5000, help="pseudo-queries per collection")
 
-    distil = parser.add_argument_group("distillation")
-    distil.add_argument("--distill", action="append", type=parse_data_spec, default=[],
-                        help="[KIND:]NAME[:SPLIT][@WEIGHT] whose BM25 candidates the teacher scores (repeatable): a "
-                             "collection's topics, or pseudo-title: / pseudo-sentence: queries made from its documents")
-    distil.add_argument("--teacher", default=None,
-                        help="whose scores to distil: hybrid (BM25 mixed with all-MiniLM-L6-v2's cosine) or a "
-                             "cross-encoder (folder or hub id)")
-    distil.add_argument("--teacher-weight", type=float, default=2.0,
-                        help="hybrid teacher: the weight of the dense side; BM25 weighs 1 (default: 2)")
-    distil.add_argument("--teacher-doc-length", type=int, default=None,
-                        help="tokens of a text the teacher reads (default: --doc-length)")
-    distil.add_argument("--distill-depth", type=int, default=50, help="candidates scored per query (default: 50)")
+    distil = add_distillation_arguments(parser)
     distil.add_argument("--candidates", choices=["bm25", "dense"], default="bm25",
                         help="whose candidates the teacher scores and validation reranks: BM25's, or dense "
                              "retrieval's with the poly-encoder's own document vectors (indexed once per collection; "

@@ -95,10 +95,10 @@ class PolyEncoder:
             bi_encoder = encoder()
         query_encoder = None
         if config.get("query_delta"):
-            if bi_encoder.name != BiEncoder(source).name:
-                raise ValueError(f"{folder}'s query tower was tuned from {config['encoder'] or MINILM_ID}; its "
-                                 f"documents must be that encoder's vectors, not {bi_encoder!r}'s")
             query_encoder = encoder(folder / config["query_delta"])
+            if bi_encoder.name != query_encoder.name:
+                raise ValueError(f"{folder}'s query tower was tuned from {query_encoder.name}; its documents must be "
+                                 f"that encoder's vectors, not {bi_encoder!r}'s")
         self._setup(bi_encoder, codes, verbose=verbose, query_encoder=query_encoder)
         self.path = str(folder)
         self.card = _read_json(folder / CARD_FILE)

@@ -84,12 +84,6 @@ class PolyTrainConfig:
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
 
-    @property
-    def train_encoder(self) -> bool:
-        """Whether the one encoder of both sides is fine-tuned."""
-        return self.tune == "both"
-
-
 
 class FrozenEncodings:
     """Caches a frozen encoder's outputs: token outputs of queries and vectors of texts, each encoded once.

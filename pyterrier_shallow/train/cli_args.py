@@ -64,6 +64,23 @@ def parse_data_spec(text: str) -> DataSpec:
     return DataSpec(kind, name, split, weight)
 
 
+def add_distillation_arguments(parser: argparse.ArgumentParser):
+    """Adds the options of distilling a teacher's scores (``train`` and ``train-poly``); returns their group."""
+    distil = parser.add_argument_group("distillation")
+    distil.add_argument("--teacher", default=None,
+                        help="whose scores to distil: a cross-encoder (folder or hub id), or hybrid (BM25 mixed with "
+                             "all-MiniLM-L6-v2's cosine, per-query z-scores)")
+    distil.add_argument("--teacher-weight", type=float, default=2.0,
+                        help="hybrid teacher: the weight of the dense side; BM25 weighs 1 (default: 2)")
+    distil.add_argument("--teacher-doc-length", type=int, default=None,
+                        help="tokens of a text the teacher reads (default: --doc-length)")
+    distil.add_argument("--distill", action="append", type=parse_data_spec, default=[],
+                        help="[KIND:]NAME[:SPLIT][@WEIGHT] whose BM25 candidates the teacher scores (repeatable): a "
+                             "collection's topics, or pseudo-title: / pseudo-sentence: queries made from its documents")
+    distil.add_argument("--distill-depth", type=int, default=50, help="candidates scored per query (default: 50)")
+    return distil
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Adds the ``train`` options to ``parser`` and returns it."""
     io = parser.add_argument_group("model and output")
@@ -96,18 +113,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     val.add_argument("--val-depth", type=int, default=20, help="BM25 candidates reranked (default: 20)")
     val.add_argument("--patience", type=int, default=None, help="stop after N validations without gain")
 
-    distil = parser.add_argument_group("distillation")
-    distil.add_argument("--teacher", default=None,
-                        help="whose scores to distil: a cross-encoder (folder or hub id), or hybrid (BM25 mixed with "
-                             "all-MiniLM-L6-v2's cosine, per-query z-scores)")
-    distil.add_argument("--teacher-weight", type=float, default=2.0,
-                        help="hybrid teacher: the weight of the dense side; BM25 weighs 1 (default: 2)")
-    distil.add_argument("--teacher-doc-length", type=int, default=None,
-                        help="tokens of a text the teacher reads (default: --doc-length)")
-    distil.add_argument("--distill", action="append", type=parse_data_spec, default=[],
-                        help="[KIND:]NAME[:SPLIT][@WEIGHT] whose BM25 candidates the teacher scores (repeatable): a "
-                             "collection's topics, or pseudo-title: / pseudo-sentence: queries made from its documents")
-    distil.add_argument("--distill-depth", type=int, default=50, help="candidates scored per query (default: 50)")
+    add_distillation_arguments(parser)
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--loss", choices=LOSS_NAMES, default="gbce", help="default: gbce")

@@ -114,10 +114,12 @@ class DensePools:
 
     def stored_vectors(self) -> tuple[list[str], np.ndarray]:
         """Every indexed document's text and stored vector, to spare encoding them again."""
+        from ..dense._stored_vectors import docno_positions
+
         texts, vectors = [], []
         for spec, index in self._indexes.values():
             docs = self.collections.docs(spec)
-            docnos = [docno.decode() if isinstance(docno, bytes) else str(docno) for docno in index.docnos().tolist()]
+            docnos = list(docno_positions(index.docnos()))  # in index order
             texts += [docs[docno] for docno in docnos]
             vectors.append(index.vectors(docnos))
         return texts, (np.concatenate(vectors) if vectors else np.empty((0, 0), dtype=np.float32))
