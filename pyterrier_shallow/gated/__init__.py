@@ -8,6 +8,7 @@ _EXPORTS = {
     "GatedBertConfig": ".model:GatedBertConfig",
     "GatedBertRanker": ".model:GatedBertRanker",
     "gated_from_bi_encoder": ".build:gated_from_bi_encoder",
+    "idf_term_weights": ".term_weights:idf_term_weights",
     "init_gated_cross_encoder": ".build:init_gated_cross_encoder",
     "is_delta": ".build:is_delta",
     "load_delta": ".build:load_delta",
@@ -29,11 +30,13 @@ if TYPE_CHECKING:
         ship_checkpoint,
     )
     from pyterrier_shallow.gated.model import GatedBertConfig, GatedBertRanker
+    from pyterrier_shallow.gated.term_weights import idf_term_weights
 
 __all__ = [
     "GatedBertConfig",
     "GatedBertRanker",
     "gated_from_bi_encoder",
+    "idf_term_weights",
     "init_gated_cross_encoder",
     "is_delta",
     "load_delta",

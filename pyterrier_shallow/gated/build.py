@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -11,6 +12,7 @@ import torch
 from pyterrier_shallow._hf import load_pretrained, minilm_path, quiet_transformers
 from pyterrier_shallow._io import atomic_write_dir, atomic_write_json
 from pyterrier_shallow.gated.model import GatedBertConfig, GatedBertRanker
+from pyterrier_shallow.gated.term_weights import idf_term_weights
 
 DELTA_FILE = "delta.json"
 DELTA_WEIGHTS = "delta.safetensors"
@@ -38,6 +40,7 @@ def gated_from_bi_encoder(
     num_layers: int | None = None,
     score_scale: float = 20.0,
     doc_window: int | None = None,
+    match_texts: Iterable[str] | None = None,
 ) -> tuple[GatedBertRanker, object]:
     """Builds a gated cross-encoder whose closed gates make it score as the bi-encoder ``source`` (times the scale).
 
@@ -47,6 +50,8 @@ def gated_from_bi_encoder(
         num_layers: Keep the first this many layers (``None``: all).
         score_scale: The initial scale of the cosine (a softmax over candidates needs a spread of several units).
         doc_window: Document tokens attend to this many neighbours each side (``None``: the whole document).
+        match_texts: Give a corpus to add the token-match term, its term weights the corpus's inverse document
+            frequencies and its weight 0 (``None``: no such term).
 
     Returns:
         The model (in eval mode) and its tokenizer.
@@ -66,7 +71,8 @@ def gated_from_bi_encoder(
         if not 1 <= num_layers <= available:
             raise ValueError(f"num_layers must lie in [1, {available}], got {num_layers}")
         settings["num_hidden_layers"] = num_layers
-    config = GatedBertConfig(score_scale=score_scale, doc_window=doc_window, **settings)
+    config = GatedBertConfig(score_scale=score_scale, doc_window=doc_window, match_term=match_texts is not None,
+                             **settings)
     model = GatedBertRanker(config)
     weights = {name: tensor for name, tensor in encoder.state_dict().items() if not name.startswith("pooler.")}
     missing, unexpected = model.bert.load_state_dict(weights, strict=False)
@@ -75,6 +81,8 @@ def gated_from_bi_encoder(
     if missing or unexpected:
         raise ValueError(f"{source} does not fit a gated cross-encoder (missing {missing}, unexpected {unexpected})")
     tokenizer = load_pretrained(AutoTokenizer, source)
+    if match_texts is not None:
+        model.set_term_weights(idf_term_weights(tokenizer, match_texts))
     return model.eval(), tokenizer
 
 
@@ -85,15 +93,17 @@ def init_gated_cross_encoder(
     num_layers: int | None = None,
     max_length: int = 512,
     score_scale: float = 20.0,
+    match_texts: Iterable[str] | None = None,
 ) -> Path:
     """Saves :func:`gated_from_bi_encoder`'s model and tokenizer as a checkpoint to train (atomically)."""
     from pyterrier_shallow.train.model_init import prepare_tokenizer
 
-    model, tokenizer = gated_from_bi_encoder(source, num_layers=num_layers, score_scale=score_scale)
+    model, tokenizer = gated_from_bi_encoder(source, num_layers=num_layers, score_scale=score_scale,
+                                             match_texts=match_texts)
     prepare_tokenizer(tokenizer, max_length=max_length)
     info = {"checkpoint": str(source or "minilm"), "architecture": type(model).__name__,
             "num_layers": int(model.config.num_hidden_layers), "warm_start": "bi-encoder, gates closed",
-            "score_scale": score_scale}
+            "score_scale": score_scale, "match_term": model.config.match_term}
 
     def fill(folder: Path) -> None:
         with quiet_transformers():

@@ -10,6 +10,12 @@ over the query's keys, to the query, added with a per-layer, per-head gate ``tan
 The score is ``scale * cos(mean(query states), mean(document states))``, the bi-encoder's own pooling. With every
 ``g = 0`` (as initialised) the scores are the bi-encoder's cosine times ``scale`` exactly; the gates' gradient does
 not vanish there, so training opens them and document tokens learn to read the query in every layer.
+
+A model made with a token-match term (``match_term=True``) scores ``scale * (cos + match_weight * match)``, with
+``match = sum_i w_i max_j cos(q_i, d_j) / sum_i w_i``: each query token's best cosine among the document's final
+token states (all but [CLS]), weighed by a fixed inverse document frequency ``w`` of its vocabulary entry (zero for
+special tokens). ``match_weight`` starts at 0, so the warm start still scores as the bi-encoder, and training sets
+how much exact and near-exact matches count: the lexical evidence a shallow mean-pooled cosine loses.
 """
 
 from __future__ import annotations
@@ -33,23 +39,35 @@ class GatedBertConfig(BertConfig):
         score_scale: The initial value of the learnable ``scale`` that multiplies the cosine.
         doc_window: Document tokens attend to this many document neighbours each side, and to the document's
             [CLS] (``None``: to the whole document).
+        match_term: Whether the score adds the token-match term (see the module's docstring).
+        match_weight: The initial weight of the token-match term relative to the cosine (0: the warm start scores as
+            the bi-encoder).
         **kwargs: Passed on to ``BertConfig``.
     """
 
     model_type = MODEL_TYPE
 
-    def __init__(self, score_scale: float = 20.0, doc_window: int | None = None, **kwargs):
+    def __init__(self, score_scale: float = 20.0, doc_window: int | None = None, match_term: bool = False,
+                 match_weight: float = 0.0, **kwargs):
         kwargs.setdefault("num_labels", 1)
         super().__init__(**kwargs)
         self.score_scale = float(score_scale)
         self.doc_window = doc_window
+        self.match_term = bool(match_term)
+        self.match_weight = float(match_weight)
 
 
 class EncodedQueries:
-    """The per-layer keys and values of distinct queries, and their pooled, normalised final states."""
+    """Distinct queries as the document side reads them.
 
-    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor, vectors: torch.Tensor):
+    Per layer their keys and values; their pooled, normalised final states; and for the token-match term their
+    normalised final token states and each token's weight (``None`` without the term).
+    """
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor, vectors: torch.Tensor,
+                 tokens: torch.Tensor | None = None, token_weights: torch.Tensor | None = None):
         self.keys, self.values, self.mask, self.vectors = keys, values, mask, vectors
+        self.tokens, self.token_weights = tokens, token_weights
 
 
 class GatedBertRanker(BertPreTrainedModel):
@@ -63,6 +81,8 @@ class GatedBertRanker(BertPreTrainedModel):
         bert: The encoder (no pooler), as the bi-encoder's.
         gates: ``(layers, heads)``, ``tanh(gates)`` weighs each head's attention to the query.
         scale: The learnable factor of the cosine.
+        match_weight: With the token-match term, its learnable weight relative to the cosine.
+        term_weights: With the token-match term, the fixed ``(vocab,)`` weight of each vocabulary entry (a buffer).
     """
 
     config_class = GatedBertConfig
@@ -73,6 +93,9 @@ class GatedBertRanker(BertPreTrainedModel):
         self.bert = BertModel(config, add_pooling_layer=False)
         self.gates = nn.Parameter(torch.zeros(config.num_hidden_layers, config.num_attention_heads))
         self.scale = nn.Parameter(torch.tensor(float(config.score_scale)))
+        if config.match_term:
+            self.match_weight = nn.Parameter(torch.tensor(float(config.match_weight)))
+            self.register_buffer("term_weights", torch.zeros(config.vocab_size))
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -80,8 +103,22 @@ class GatedBertRanker(BertPreTrainedModel):
             with torch.no_grad():
                 self.gates.zero_()
                 self.scale.fill_(float(self.config.score_scale))
+                if self.config.match_term:
+                    self.match_weight.fill_(float(self.config.match_weight))
             return
         super()._init_weights(module)
+
+    def set_term_weights(self, weights: torch.Tensor) -> None:
+        """Sets the token-match term's fixed per-vocabulary weights (e.g. :func:`idf_term_weights`)."""
+        if not self.config.match_term:
+            raise ValueError("this model has no token-match term (made with match_term=False)")
+        if weights.shape != self.term_weights.shape:
+            raise ValueError(f"term weights must have shape {tuple(self.term_weights.shape)}, "
+                             f"got {tuple(weights.shape)}")
+        if not torch.isfinite(weights).all() or bool((weights < 0).any()):
+            raise ValueError("term weights must be finite and non-negative")
+        with torch.no_grad():
+            self.term_weights.copy_(weights.to(self.term_weights))
 
     # ------------------------------------------------------------------------------------------------ encoding
     def _embed(self, cls_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -107,7 +144,12 @@ class GatedBertRanker(BertPreTrainedModel):
             context = F.scaled_dot_product_attention(query, keys[-1], values[-1], attn_mask=attend,
                                                      dropout_p=self._dropout())
             states = finish_layer(layer, states, context, chunk=None)
-        return EncodedQueries(keys, values, mask, F.normalize(_mean_pool(states, mask), dim=-1))
+        vectors = F.normalize(_mean_pool(states, mask), dim=-1)
+        if not self.config.match_term:
+            return EncodedQueries(keys, values, mask, vectors)
+        ids = torch.cat([cls_ids[:, None], queries.ids], dim=1)
+        weights = self.term_weights[ids] * mask.to(self.term_weights.dtype)
+        return EncodedQueries(keys, values, mask, vectors, F.normalize(states, dim=-1), weights)
 
     def score(self, docs: DocTokens, queries: EncodedQueries, *, doc_window: int | None | str = "config"
               ) -> torch.Tensor:
@@ -141,7 +183,11 @@ class GatedBertRanker(BertPreTrainedModel):
                 context = context + gates[index].to(context.dtype)[None, :, None, None] * to_query
             states = finish_layer(layer, states, context, chunk=None)
         doc_vectors = F.normalize(_mean_pool(states, mask), dim=-1)
-        return self.scale * (doc_vectors * queries.vectors[pair_query]).sum(-1)
+        similarity = (doc_vectors * queries.vectors[pair_query]).sum(-1)
+        if self.config.match_term:
+            match = _token_match(queries, pair_query, F.normalize(states, dim=-1), mask)
+            similarity = similarity + self.match_weight * match
+        return self.scale * similarity
 
     def forward(
         self,
@@ -160,6 +206,17 @@ class GatedBertRanker(BertPreTrainedModel):
         opened = torch.tanh(self.gates.detach().float()).abs()
         return [{"layer": index, "mean": round(float(row.mean()), 4), "max": round(float(row.max()), 4)}
                 for index, row in enumerate(opened)]
+
+
+def _token_match(queries: EncodedQueries, pair_query: torch.Tensor, doc_tokens: torch.Tensor,
+                 doc_mask: torch.Tensor) -> torch.Tensor:
+    """``(pairs,)``: each query token's best cosine over the document's tokens, averaged with the term weights."""
+    weights = queries.token_weights[pair_query].to(doc_tokens.dtype)
+    similarity = torch.einsum("pqh,pdh->pqd", queries.tokens[pair_query].to(doc_tokens.dtype), doc_tokens)
+    content = doc_mask.bool().clone()
+    content[:, 0] = False  # the document's [CLS]
+    best = similarity.masked_fill(~content[:, None, :], -1.0).amax(-1)
+    return (best * weights).sum(-1) / weights.sum(-1).clamp(min=1e-6)
 
 
 def _mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

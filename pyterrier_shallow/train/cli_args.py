@@ -91,6 +91,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                          "gates)")
     io.add_argument("--score-scale", type=float, default=20.0,
                     help="gated models: the initial scale of the cosine (default: 20)")
+    io.add_argument("--match-term", action="store_true",
+                    help="gated models: add the token-match term (each query token's best cosine in the document, "
+                         "weighed by its inverse document frequency over the training collections' documents), its "
+                         "weight starting at 0")
     io.add_argument("--layers", type=int, default=2, help="keep the first N layers (0: all; default: 2)")
     io.add_argument("--cls-init", choices=["auto", "keep", "contextual"], default="auto",
                     help="contextual: reset the first position so that [CLS] depends on the input (a sentence-"

@@ -224,7 +224,10 @@ def run_training(args: argparse.Namespace, argv: Sequence[str]) -> int:
             bi_encoder = args.init[len("gated:"):]
             init_gated_cross_encoder(None if bi_encoder == "minilm" else bi_encoder, init_dir,
                                      num_layers=args.layers or None, score_scale=args.score_scale,
-                                     max_length=_pair_length("minilm", args.query_length, args.doc_length))
+                                     max_length=_pair_length("minilm", args.query_length, args.doc_length),
+                                     match_texts=_training_texts(args, collections) if args.match_term else None)
+        elif args.match_term:
+            raise ValueError("--match-term needs a gated model (--init gated:...)")
         else:
             contextual = args.cls_init == "contextual" or (args.cls_init == "auto" and args.init == "minilm")
             init_cross_encoder(args.init, init_dir, num_layers=args.layers or None,
@@ -249,6 +252,22 @@ def run_training(args: argparse.Namespace, argv: Sequence[str]) -> int:
         for point in result.curve:
             print(f"  step {point['step']:>6}  {validation.metric} {point[validation.metric]:.4f}")
     return 0
+
+
+def _training_texts(args: argparse.Namespace, collections: Collections) -> list[str]:
+    """The documents of every training collection with a corpus (each collection and split once)."""
+    texts, seen = [], set()
+    for spec in [*args.data, *args.distill]:
+        if spec.label in seen:
+            continue
+        seen.add(spec.label)
+        try:
+            texts.extend(collections.docs(spec).values())
+        except NotImplementedError:  # a collection with no corpus (its texts come with its topics)
+            continue
+    if not texts:
+        raise ValueError("--match-term needs a training collection with documents")
+    return texts
 
 
 def _pair_length(checkpoint: str, query_length: int, doc_length: int) -> int:

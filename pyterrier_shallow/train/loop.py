@@ -125,8 +125,8 @@ def _optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
     groups: dict[tuple[str, bool], list] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            part = "scale" if name == "scale" else "head" if name in head else "encoder"
-            no_decay = name.endswith("bias") or "norm" in name.lower() or name in ("gates", "scale")
+            part = "scale" if name in ("scale", "match_weight") else "head" if name in head else "encoder"
+            no_decay = name.endswith("bias") or "norm" in name.lower() or name in ("gates", "scale", "match_weight")
             groups.setdefault((part, no_decay), []).append(param)
     return torch.optim.AdamW(
         [
