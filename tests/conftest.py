@@ -88,3 +88,20 @@ def nfcorpus_pairs(shared_data):
         queries = [line.rstrip("\n").split("\t", 1) for line, _ in zip(handle, range(6))]
     rows = [(qid, query, docno, text) for qid, query in queries for docno, text in docs.items()]
     return pd.DataFrame(rows, columns=["qid", "query", "docno", "text"])
+
+
+@pytest.fixture(scope="session")
+def fixture_nfcorpus_pairs():
+    """Real NFCorpus queries, each with three real documents, from the repository's excerpt (no ``../shared``)."""
+    import pandas as pd
+
+    folder = Path(__file__).parent / "fixtures" / "beir_nfcorpus"
+    queries = pd.read_json(folder / "queries.jsonl", lines=True)
+    docs = pd.read_json(folder / "corpus.jsonl", lines=True)
+    rows = []
+    for index, query in enumerate(queries.itertuples()):
+        for offset in range(3):
+            doc = docs.iloc[(index * 3 + offset) % len(docs)]
+            rows.append({"qid": str(query._1), "query": query.text, "docno": str(doc["_id"]),
+                         "text": f"{doc['title']} {doc['text']}"})
+    return pd.DataFrame(rows)

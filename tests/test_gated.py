@@ -1,12 +1,11 @@
 """The gated cross-encoder: closed gates score as the bi-encoder, open gates read the query; loading and shipping."""
 
 import pickle
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
+from _gated_helpers import gated_logits
 
 import pyterrier_shallow as pts
 from pyterrier_shallow._pair_tokenizer import PairTokenizer
@@ -21,21 +20,9 @@ from pyterrier_shallow.train.model_init import prepare_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FIXTURE = Path(__file__).parent / "fixtures" / "beir_nfcorpus"
-
-
 @pytest.fixture(scope="module")
-def pairs() -> pd.DataFrame:
-    """Real NFCorpus queries, each with three real documents (the fixture's excerpt of the collection)."""
-    queries = pd.read_json(FIXTURE / "queries.jsonl", lines=True)
-    docs = pd.read_json(FIXTURE / "corpus.jsonl", lines=True)
-    rows = []
-    for index, query in enumerate(queries.itertuples()):
-        for offset in range(3):
-            doc = docs.iloc[(index * 3 + offset) % len(docs)]
-            rows.append({"qid": str(query._1), "query": query.text, "docno": str(doc["_id"]),
-                         "text": f"{doc['title']} {doc['text']}"})
-    return pd.DataFrame(rows)
+def pairs(fixture_nfcorpus_pairs):
+    return fixture_nfcorpus_pairs
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +42,6 @@ def _copy(model, *, gates=None, **config):
     return copy.eval()
 
 
-def _logits(model, tokenizer, frame, *, doc_length=200):
-    pair_tokens = PairTokenizer(tokenizer, query_length=32, doc_length=doc_length, max_length=512)
-    encoded = pair_tokens.encode(frame["query"].tolist(), frame["text"].tolist())
-    with torch.no_grad():
-        return model(**pair_tokens.collate(encoded, np.arange(len(frame)))).logits[:, 0].numpy()
-
-
 def _cosines(folder, frame, layers):
     bi_encoder = pts.BiEncoder(folder, query_length=34, doc_length=202, warn_truncation=False)
     queries = bi_encoder.encode_queries(frame["query"].tolist())
@@ -74,7 +54,7 @@ def test_closed_gates_score_as_the_bi_encoder(closed, pairs, tmp_path):
 
     model, tokenizer = closed
     cosines = _cosines(save_first_layers(tmp_path / "l2", 2), pairs, 2)
-    np.testing.assert_allclose(_logits(model, tokenizer, pairs), 20.0 * cosines, atol=1e-5 * 20)
+    np.testing.assert_allclose(gated_logits(model, tokenizer, pairs), 20.0 * cosines, atol=1e-5 * 20)
 
 
 def test_six_layer_closed_gates_equal_the_shipped_bi_encoder(pairs):
@@ -82,16 +62,16 @@ def test_six_layer_closed_gates_equal_the_shipped_bi_encoder(pairs):
     prepare_tokenizer(tokenizer, max_length=512)
     scorer = pts.BiEncoder(query_length=34, doc_length=202, warn_truncation=False).text_scorer()
     expected = scorer(pairs)["score"].to_numpy()
-    np.testing.assert_allclose(_logits(model, tokenizer, pairs) / 20.0, expected, atol=1e-5)
+    np.testing.assert_allclose(gated_logits(model, tokenizer, pairs) / 20.0, expected, atol=1e-5)
 
 
 def test_open_gates_let_documents_read_the_query(closed, pairs):
     model, tokenizer = closed
     opened = _copy(model, gates=0.5)
-    before, after = _logits(model, tokenizer, pairs), _logits(opened, tokenizer, pairs)
+    before, after = gated_logits(model, tokenizer, pairs), gated_logits(opened, tokenizer, pairs)
     assert np.abs(after - before).max() > 1e-2
     # each pair depends on its own query only, whatever else shares the batch
-    alone = np.concatenate([_logits(opened, tokenizer, pairs.iloc[[i]]) for i in range(0, len(pairs), 4)])
+    alone = np.concatenate([gated_logits(opened, tokenizer, pairs.iloc[[i]]) for i in range(0, len(pairs), 4)])
     np.testing.assert_allclose(alone, after[::4], atol=1e-4)
 
 
@@ -108,11 +88,12 @@ def test_gates_get_a_gradient_while_closed(closed, pairs):
 
 def test_doc_window_restricts_document_attention(closed, pairs):
     model, tokenizer = closed
-    dense, banded = _logits(model, tokenizer, pairs), _logits(_copy(model, doc_window=2), tokenizer, pairs)
+    dense = gated_logits(model, tokenizer, pairs)
+    banded = gated_logits(_copy(model, doc_window=2), tokenizer, pairs)
     assert np.abs(dense - banded).max() > 1e-3
     short = pairs.assign(text="vitamin d")  # [CLS] + 3 tokens + [SEP]: a window of 4 sees everything
-    wide = _logits(_copy(model, doc_window=4), tokenizer, short)
-    np.testing.assert_allclose(wide, _logits(model, tokenizer, short), atol=1e-5)
+    wide = gated_logits(_copy(model, doc_window=4), tokenizer, short)
+    np.testing.assert_allclose(wide, gated_logits(model, tokenizer, short), atol=1e-5)
 
 
 def test_cross_encoder_loads_a_full_checkpoint(tmp_path, pairs, closed):
@@ -121,7 +102,7 @@ def test_cross_encoder_loads_a_full_checkpoint(tmp_path, pairs, closed):
     scored = ranker(pairs)
     assert isinstance(ranker.network, GatedBertRanker)
     assert scored["score"].dtype == np.float32
-    np.testing.assert_allclose(scored["score"].to_numpy(), _logits(*closed, pairs), atol=1e-4)
+    np.testing.assert_allclose(scored["score"].to_numpy(), gated_logits(*closed, pairs), atol=1e-4)
 
 
 def test_delta_round_trip_pickles_and_runs_int8(tmp_path, pairs, closed):
@@ -133,7 +114,8 @@ def test_delta_round_trip_pickles_and_runs_int8(tmp_path, pairs, closed):
     weights = (folder / "delta.safetensors").stat().st_size
     assert weights < 0.5 * 4 * sum(p.numel() for p in trained.parameters())  # fp16, token embeddings left out
     loaded, _ = load_delta(folder)
-    np.testing.assert_allclose(_logits(loaded, tokenizer, pairs), _logits(trained, tokenizer, pairs), atol=0.02)
+    expected = gated_logits(trained, tokenizer, pairs)
+    np.testing.assert_allclose(gated_logits(loaded, tokenizer, pairs), expected, atol=0.02)
 
     ranker = pts.CrossEncoder(folder, query_length=32, doc_length=200, warn_truncation=False)
     first = ranker(pairs)["score"].to_numpy()
@@ -171,5 +153,5 @@ def test_sparse_cross_encoder_runs_a_gated_model_with_a_window(tmp_path, pairs, 
     whole = SparseCrossEncoder(tmp_path / "opened", window=None, **options)(pairs)["score"].to_numpy()
     np.testing.assert_allclose(whole, dense, atol=1e-4)
     windowed = SparseCrossEncoder(tmp_path / "opened", window=2, **options)(pairs)["score"].to_numpy()
-    np.testing.assert_allclose(windowed, _logits(_copy(opened, doc_window=2), tokenizer, pairs), atol=1e-4)
+    np.testing.assert_allclose(windowed, gated_logits(_copy(opened, doc_window=2), tokenizer, pairs), atol=1e-4)
     assert np.abs(windowed - dense).max() > 1e-3

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _gated_helpers import gated_logits
 from transformers import AutoModel, AutoTokenizer
 
 import pyterrier_shallow as pts
@@ -26,16 +27,8 @@ def corpus() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def pairs(corpus) -> pd.DataFrame:
-    """Real NFCorpus queries, each with three real documents."""
-    queries = pd.read_json(FIXTURE / "queries.jsonl", lines=True)
-    rows = []
-    for index, query in enumerate(queries.itertuples()):
-        for offset in range(3):
-            doc = corpus.iloc[(index * 3 + offset) % len(corpus)]
-            rows.append({"qid": str(query._1), "query": query.text, "docno": str(doc["_id"]),
-                         "text": f"{doc['title']} {doc['text']}"})
-    return pd.DataFrame(rows)
+def pairs(fixture_nfcorpus_pairs):
+    return fixture_nfcorpus_pairs
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +37,6 @@ def matched(corpus):
     model, tokenizer = gated_from_bi_encoder(num_layers=2, match_texts=texts)
     prepare_tokenizer(tokenizer, max_length=512)
     return model, tokenizer
-
-
-def _logits(model, tokenizer, frame):
-    pair_tokens = PairTokenizer(tokenizer, query_length=32, doc_length=200, max_length=512)
-    encoded = pair_tokens.encode(frame["query"].tolist(), frame["text"].tolist())
-    with torch.no_grad():
-        return model(**pair_tokens.collate(encoded, np.arange(len(frame)))).logits[:, 0].numpy()
 
 
 def test_idf_weights_follow_document_frequency(corpus):
@@ -72,7 +58,8 @@ def test_warm_start_with_the_term_still_scores_as_the_bi_encoder(matched, pairs)
     model, tokenizer = matched
     plain, _ = gated_from_bi_encoder(num_layers=2)
     assert float(model.match_weight.detach()) == 0.0
-    np.testing.assert_allclose(_logits(model, tokenizer, pairs), _logits(plain.eval(), tokenizer, pairs), atol=1e-5)
+    expected = gated_logits(plain.eval(), tokenizer, pairs)
+    np.testing.assert_allclose(gated_logits(model, tokenizer, pairs), expected, atol=1e-5)
 
 
 def test_term_equals_an_independent_maxsim_reference(matched, pairs):
@@ -81,7 +68,7 @@ def test_term_equals_an_independent_maxsim_reference(matched, pairs):
     with torch.no_grad():
         model.match_weight.fill_(3.0)
     try:
-        logits = _logits(model, tokenizer, pairs)
+        logits = gated_logits(model, tokenizer, pairs)
     finally:
         with torch.no_grad():
             model.match_weight.zero_()
@@ -129,7 +116,7 @@ def test_term_weights_travel_with_the_delta(matched, pairs, tmp_path):
         torch.testing.assert_close(loaded.term_weights, model.term_weights.half().float())
         ranker = pts.CrossEncoder(tmp_path / "delta", query_length=32, doc_length=200, warn_truncation=False)
         scores = ranker.transform(pairs)["score"].to_numpy()
-        np.testing.assert_allclose(scores, _logits(model, tokenizer, pairs), atol=0.05)
+        np.testing.assert_allclose(scores, gated_logits(model, tokenizer, pairs), atol=0.05)
     finally:
         with torch.no_grad():
             model.match_weight.zero_()
