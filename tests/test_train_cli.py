@@ -65,7 +65,8 @@ def test_train_command_builds_a_gated_model_with_the_token_match_term(shared_dat
     out = tmp_path / "gated"
     argv = ["--out", str(out), "--init", "gated:minilm", "--layers", "1", "--match-term", "--data", "cranfield",
             "--data-root", str(shared_data), "--index-dir", str(tmp_path / "cache"), *TINY]
-    assert main_train(argv) == 0
+    with pytest.warns(UserWarning, match="empty 'text'"):  # Cranfield has two empty abstracts
+        assert main_train(argv) == 0
     register_auto_classes()
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert isinstance(model, GatedBertRanker) and model.config.match_term
@@ -74,11 +75,12 @@ def test_train_command_builds_a_gated_model_with_the_token_match_term(shared_dat
     assert float(weights[tokenizer.cls_token_id]) == 0.0
     common, rare = tokenizer.convert_tokens_to_ids(["the", "wing"])
     assert 0 < float(weights[common]) < float(weights[rare])  # document frequencies of Cranfield's documents
-    init = json.loads((out / "training_card.json").read_text())["base_model"]["init"]
-    assert init["match_term"] is True
+    card = json.loads((out / "training_card.json").read_text())
+    assert card["base_model"]["init"]["match_term"] is True
+    assert card["score_parameters"]["match_weight"] == pytest.approx(model.match_weight.item(), abs=1e-4)
 
 
 def test_match_term_needs_a_gated_model(shared_data, tmp_path):
     base = ["--out", str(tmp_path / "m"), "--data-root", str(shared_data), "--index-dir", str(tmp_path / "c"), *TINY]
-    with pytest.raises(ValueError, match="--match-term needs a gated model"):
+    with pytest.warns(UserWarning, match="empty 'text'"), pytest.raises(ValueError, match="needs a gated model"):
         main_train([*base, "--data", "cranfield", "--match-term"])

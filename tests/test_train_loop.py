@@ -303,6 +303,9 @@ def test_training_a_gated_cross_encoder_opens_its_gates(source, validation, tmp_
     if result.best_step > 0:
         assert max(gate["max"] for gate in card["gates"]) > 0.01
     assert "Cross-attention gates" in (tmp_path / "out" / "README.md").read_text()
+    saved = load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert card["score_parameters"] == {"scale": pytest.approx(float(saved["scale"]), abs=1e-4)}
+    assert "Learnt score parameters" in (tmp_path / "out" / "README.md").read_text()
     reranker = CrossEncoder(str(tmp_path / "out"), query_length=QUERY_LENGTH, doc_length=DOC_LENGTH,
                             warn_truncation=False)
     assert isinstance(reranker.network, GatedBertRanker)

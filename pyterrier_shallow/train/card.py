@@ -30,6 +30,7 @@ def build_card(
     elapsed_s: float,
     command: str,
     gates: list[dict] | None = None,
+    score_parameters: dict | None = None,
 ) -> dict:
     """Gathers what a training run did into a JSON-serialisable dict.
 
@@ -45,6 +46,7 @@ def build_card(
         elapsed_s: Training time in seconds.
         command: The command line that ran it.
         gates: For a gated cross-encoder, per layer the mean and the largest ``|tanh(g)|`` of the saved model.
+        score_parameters: For a gated cross-encoder, the saved model's learnt ``scale`` (and ``match_weight``).
     """
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -64,6 +66,7 @@ def build_card(
         },
         "curve": result.curve,
         **({"gates": gates} if gates is not None else {}),
+        **({"score_parameters": score_parameters} if score_parameters else {}),
         "device": device,
         "amp_bf16": amp,
         "elapsed_s": round(elapsed_s, 1),
@@ -125,6 +128,9 @@ def render_readme(card: dict) -> str:
                   "| layer | mean | max |", "|---:|---:|---:|"]
         lines += [f"| {gate['layer']} | {gate['mean']:.3f} | {gate['max']:.3f} |" for gate in card["gates"]]
         lines.append("")
+    if card.get("score_parameters"):
+        learnt = ", ".join(f"`{name}` {value:.4g}" for name, value in card["score_parameters"].items())
+        lines += [f"Learnt score parameters of the saved model: {learnt}.", ""]
     return "\n".join(lines)
 
 
@@ -141,6 +147,21 @@ def saved_gates(model_dir: str | os.PathLike) -> list[dict] | None:
         opened = torch.tanh(weights.get_tensor("gates").float()).abs()
     return [{"layer": index, "mean": round(float(row.mean()), 4), "max": round(float(row.max()), 4)}
             for index, row in enumerate(opened)]
+
+
+def saved_score_parameters(model_dir: str | os.PathLike) -> dict[str, float] | None:
+    """A gated checkpoint's learnt ``scale`` and, with the token-match term, ``match_weight`` (``None`` for others)."""
+    from safetensors import safe_open
+
+    path = Path(model_dir) / "model.safetensors"
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as weights:
+        names = set(weights.keys())
+        if "gates" not in names:
+            return None
+        return {name: round(float(weights.get_tensor(name).float()), 4) for name in ("scale", "match_weight")
+                if name in names}
 
 
 def _describe_base(base: dict) -> str:
