@@ -7,6 +7,7 @@ from pyterrier_shallow._lazy import lazy_exports
 _EXPORTS = {
     "GatedBertConfig": ".model:GatedBertConfig",
     "GatedBertRanker": ".model:GatedBertRanker",
+    "SHALLOW_MODEL_DIR": "pyterrier_shallow._hf:SHALLOW_CROSS_ENCODER_DIR",
     "gated_from_bi_encoder": ".build:gated_from_bi_encoder",
     "idf_term_weights": ".term_weights:idf_term_weights",
     "init_gated_cross_encoder": ".build:init_gated_cross_encoder",
@@ -20,6 +21,7 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from pyterrier_shallow._hf import SHALLOW_CROSS_ENCODER_DIR as SHALLOW_MODEL_DIR
     from pyterrier_shallow.gated.build import (
         gated_from_bi_encoder,
         init_gated_cross_encoder,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GatedBertConfig",
     "GatedBertRanker",
+    "SHALLOW_MODEL_DIR",
     "gated_from_bi_encoder",
     "idf_term_weights",
     "init_gated_cross_encoder",
