@@ -13,15 +13,15 @@ from pyterrier_shallow.bm25 import bm25
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SHIPPED = [
-    pytest.param(folder, id=folder.name,
-                 marks=pytest.mark.skipif(not (folder / "config.json").is_file(), reason=f"no {folder.name} shipped"))
-    for folder in (DEFAULT_CROSS_ENCODER_DIR, SHALLOW_CROSS_ENCODER_DIR)
-]
-needs_default = pytest.mark.skipif(not (DEFAULT_CROSS_ENCODER_DIR / "config.json").is_file(),
-                                   reason="no default cross-encoder shipped")
-needs_shallow = pytest.mark.skipif(not (SHALLOW_CROSS_ENCODER_DIR / "config.json").is_file(),
-                                   reason="no 2-layer cross-encoder shipped")
+
+def _needs(folder):
+    """Skips a test when the model folder is not shipped."""
+    return pytest.mark.skipif(not (folder / "config.json").is_file(), reason=f"no {folder.name} shipped")
+
+
+needs_default, needs_shallow = _needs(DEFAULT_CROSS_ENCODER_DIR), _needs(SHALLOW_CROSS_ENCODER_DIR)
+SHIPPED = [pytest.param(folder, id=folder.name, marks=_needs(folder))
+           for folder in (DEFAULT_CROSS_ENCODER_DIR, SHALLOW_CROSS_ENCODER_DIR)]
 
 
 def _config(folder) -> dict:

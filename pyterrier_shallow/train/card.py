@@ -134,34 +134,28 @@ def render_readme(card: dict) -> str:
     return "\n".join(lines)
 
 
-def saved_gates(model_dir: str | os.PathLike) -> list[dict] | None:
-    """Per layer, the mean and the largest ``|tanh(g)|`` of a gated checkpoint's gates (``None`` for other models)."""
+def saved_gated_parameters(model_dir: str | os.PathLike) -> dict:
+    """What a gated checkpoint learnt, read once from its weights (empty for other models).
+
+    Returns:
+        ``gates``: per layer the mean and the largest ``|tanh(g)|``; ``score_parameters``: the learnt ``scale``
+        and, with the token-match term, ``match_weight``.
+    """
     from safetensors import safe_open
 
     path = Path(model_dir) / "model.safetensors"
     if not path.is_file():
-        return None
-    with safe_open(str(path), framework="pt") as weights:
-        if "gates" not in weights.keys():  # noqa: SIM118 - safe_open has no __contains__
-            return None
-        opened = torch.tanh(weights.get_tensor("gates").float()).abs()
-    return [{"layer": index, "mean": round(float(row.mean()), 4), "max": round(float(row.max()), 4)}
-            for index, row in enumerate(opened)]
-
-
-def saved_score_parameters(model_dir: str | os.PathLike) -> dict[str, float] | None:
-    """A gated checkpoint's learnt ``scale`` and, with the token-match term, ``match_weight`` (``None`` for others)."""
-    from safetensors import safe_open
-
-    path = Path(model_dir) / "model.safetensors"
-    if not path.is_file():
-        return None
+        return {}
     with safe_open(str(path), framework="pt") as weights:
         names = set(weights.keys())
         if "gates" not in names:
-            return None
-        return {name: round(float(weights.get_tensor(name).float()), 4) for name in ("scale", "match_weight")
-                if name in names}
+            return {}
+        opened = torch.tanh(weights.get_tensor("gates").float()).abs()
+        scalars = {name: round(float(weights.get_tensor(name).float()), 4) for name in ("scale", "match_weight")
+                   if name in names}
+    gates = [{"layer": index, "mean": round(float(row.mean()), 4), "max": round(float(row.max()), 4)}
+             for index, row in enumerate(opened)]
+    return {"gates": gates, "score_parameters": scalars}
 
 
 def _describe_base(base: dict) -> str:

@@ -18,7 +18,7 @@ import torch
 
 from .._hf import choose_device
 from ._forward import PairForward
-from .card import CARD_FILE, build_card, saved_gates, saved_score_parameters, write_card
+from .card import CARD_FILE, build_card, saved_gated_parameters, write_card
 from .checkpoint import load_state, publish_files, save_model_dir
 from .data import TrainingGroup, TrainingSource
 from .losses import GBCELoss, GroupLoss
@@ -246,7 +246,7 @@ def train(
         result=result, config=config, loss=loss.describe(), base=base, data=source.describe(),
         validation=validation.describe() if validation is not None else None, device=str(device),
         amp=run.forward.amp, elapsed_s=progress["elapsed_s"], command=command or shlex.join(sys.argv),
-        gates=saved_gates(output_dir), score_parameters=saved_score_parameters(output_dir),
+        **saved_gated_parameters(output_dir),
     )
     write_card(output_dir, card)
     if not keep_checkpoints:
