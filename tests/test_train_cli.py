@@ -59,17 +59,17 @@ def test_train_command_errors(shared_data, tmp_path):
         main_train([*base, "--data", "vaswani@1", "--data", "pseudo-title:cranfield", "--max-pseudo-queries", "5"])
 
 
-def test_train_command_builds_a_gated_model_with_the_token_match_term(shared_data, tmp_path):
+def test_train_command_builds_a_symmetric_gated_model_with_the_token_match_term(shared_data, tmp_path):
     from pyterrier_shallow.gated import GatedBertRanker, register_auto_classes
 
     out = tmp_path / "gated"
-    argv = ["--out", str(out), "--init", "gated:minilm", "--layers", "1", "--match-term", "--data", "cranfield",
-            "--data-root", str(shared_data), "--index-dir", str(tmp_path / "cache"), *TINY]
+    argv = ["--out", str(out), "--init", "gated:minilm", "--layers", "1", "--match-term", "--query-gates",
+            "--data", "cranfield", "--data-root", str(shared_data), "--index-dir", str(tmp_path / "cache"), *TINY]
     with pytest.warns(UserWarning, match="empty 'text'"):  # Cranfield has two empty abstracts
         assert main_train(argv) == 0
     register_auto_classes()
     model = AutoModelForSequenceClassification.from_pretrained(out)
-    assert isinstance(model, GatedBertRanker) and model.config.match_term
+    assert isinstance(model, GatedBertRanker) and model.config.match_term and model.config.query_gates
     tokenizer = AutoTokenizer.from_pretrained(out)
     weights = model.term_weights
     assert float(weights[tokenizer.cls_token_id]) == 0.0
@@ -78,10 +78,14 @@ def test_train_command_builds_a_gated_model_with_the_token_match_term(shared_dat
     card = json.loads((out / "training_card.json").read_text())
     assert card["base_model"]["init"]["match_term"] is True
     assert card["score_parameters"]["match_weight"] == pytest.approx(model.match_weight.item(), abs=1e-4)
+    assert card["base_model"]["init"]["query_gates"] is True and len(card["query_gates"]) == 1
 
 
-def test_match_term_needs_a_gated_model(shared_data, tmp_path):
+def test_match_term_and_query_gates_need_a_gated_model(shared_data, tmp_path):
     base = ["--out", str(tmp_path / "m"), "--data-root", str(shared_data), "--index-dir", str(tmp_path / "c"), *TINY]
     with pytest.warns(UserWarning, match="empty 'text'"):  # Cranfield has two empty abstracts
         with pytest.raises(ValueError, match="--match-term needs a gated model"):
             main_train([*base, "--data", "cranfield", "--match-term"])
+    with pytest.warns(UserWarning, match="empty 'text'"):
+        with pytest.raises(ValueError, match="--query-gates needs a gated model"):
+            main_train([*base, "--data", "cranfield", "--query-gates"])

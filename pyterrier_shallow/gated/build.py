@@ -41,6 +41,7 @@ def gated_from_bi_encoder(
     score_scale: float = 20.0,
     doc_window: int | None = None,
     match_texts: Iterable[str] | None = None,
+    query_gates: bool = False,
 ) -> tuple[GatedBertRanker, object]:
     """Builds a gated cross-encoder whose closed gates make it score as the bi-encoder ``source`` (times the scale).
 
@@ -52,6 +53,7 @@ def gated_from_bi_encoder(
         doc_window: Document tokens attend to this many neighbours each side (``None``: the whole document).
         match_texts: Give a corpus to add the token-match term, its term weights the corpus's inverse document
             frequencies and its weight 0 (``None``: no such term).
+        query_gates: Let query tokens read the document too, through closed gates of their own (symmetric).
 
     Returns:
         The model (in eval mode) and its tokenizer.
@@ -72,7 +74,7 @@ def gated_from_bi_encoder(
             raise ValueError(f"num_layers must lie in [1, {available}], got {num_layers}")
         settings["num_hidden_layers"] = num_layers
     config = GatedBertConfig(score_scale=score_scale, doc_window=doc_window, match_term=match_texts is not None,
-                             **settings)
+                             query_gates=query_gates, **settings)
     model = GatedBertRanker(config)
     weights = {name: tensor for name, tensor in encoder.state_dict().items() if not name.startswith("pooler.")}
     missing, unexpected = model.bert.load_state_dict(weights, strict=False)
@@ -94,16 +96,18 @@ def init_gated_cross_encoder(
     max_length: int = 512,
     score_scale: float = 20.0,
     match_texts: Iterable[str] | None = None,
+    query_gates: bool = False,
 ) -> Path:
     """Saves :func:`gated_from_bi_encoder`'s model and tokenizer as a checkpoint to train (atomically)."""
     from pyterrier_shallow.train.model_init import prepare_tokenizer
 
     model, tokenizer = gated_from_bi_encoder(source, num_layers=num_layers, score_scale=score_scale,
-                                             match_texts=match_texts)
+                                             match_texts=match_texts, query_gates=query_gates)
     prepare_tokenizer(tokenizer, max_length=max_length)
     info = {"checkpoint": str(source or "minilm"), "architecture": type(model).__name__,
             "num_layers": int(model.config.num_hidden_layers), "warm_start": "bi-encoder, gates closed",
-            "score_scale": score_scale, "match_term": model.config.match_term}
+            "score_scale": score_scale, "match_term": model.config.match_term,
+            "query_gates": model.config.query_gates}
 
     def fill(folder: Path) -> None:
         with quiet_transformers():

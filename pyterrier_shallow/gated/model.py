@@ -16,6 +16,14 @@ A model made with a token-match term (``match_term=True``) scores ``scale * (cos
 token states (all but [CLS]), weighed by a fixed inverse document frequency ``w`` of its vocabulary entry (zero for
 special tokens). ``match_weight`` starts at 0, so the warm start still scores as the bi-encoder, and training sets
 how much exact and near-exact matches count: the lexical evidence a shallow mean-pooled cosine loses.
+
+A symmetric model (``query_gates=True``) also lets query tokens read the document, through gates of their own::
+
+    context_q = softmax(Q_q K_q) V_q + tanh(h) * softmax(Q_q K_d) V_d
+
+with every ``h = 0`` at the start, so it still begins as the bi-encoder. Once ``h`` opens, a query's states depend
+on the candidate, so the query is encoded again with each candidate (a query is short: this costs little beside
+the document).
 """
 
 from __future__ import annotations
@@ -42,32 +50,36 @@ class GatedBertConfig(BertConfig):
         match_term: Whether the score adds the token-match term (see the module's docstring).
         match_weight: The initial weight of the token-match term relative to the cosine (0: the warm start scores as
             the bi-encoder).
+        query_gates: Whether query tokens also read the document, through zero-init gates (symmetric).
         **kwargs: Passed on to ``BertConfig``.
     """
 
     model_type = MODEL_TYPE
 
     def __init__(self, score_scale: float = 20.0, doc_window: int | None = None, match_term: bool = False,
-                 match_weight: float = 0.0, **kwargs):
+                 match_weight: float = 0.0, query_gates: bool = False, **kwargs):
         kwargs.setdefault("num_labels", 1)
         super().__init__(**kwargs)
         self.score_scale = float(score_scale)
         self.doc_window = doc_window
         self.match_term = bool(match_term)
         self.match_weight = float(match_weight)
+        self.query_gates = bool(query_gates)
 
 
 class EncodedQueries:
     """Distinct queries as the document side reads them.
 
-    Per layer their keys and values; their pooled, normalised final states; and for the token-match term their
-    normalised final token states and each token's weight (``None`` without the term).
+    Per layer their keys and values; their pooled, normalised final states; for the token-match term their
+    normalised final token states and each token's weight (``None`` without the term); and for a symmetric model
+    their embedded inputs, from which each pair encodes its query again (``None`` otherwise).
     """
 
     def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor, vectors: torch.Tensor,
-                 tokens: torch.Tensor | None = None, token_weights: torch.Tensor | None = None):
+                 tokens: torch.Tensor | None = None, token_weights: torch.Tensor | None = None,
+                 inputs: torch.Tensor | None = None):
         self.keys, self.values, self.mask, self.vectors = keys, values, mask, vectors
-        self.tokens, self.token_weights = tokens, token_weights
+        self.tokens, self.token_weights, self.inputs = tokens, token_weights, inputs
 
 
 class GatedBertRanker(BertPreTrainedModel):
@@ -80,6 +92,8 @@ class GatedBertRanker(BertPreTrainedModel):
     Attributes:
         bert: The encoder (no pooler), as the bi-encoder's.
         gates: ``(layers, heads)``, ``tanh(gates)`` weighs each head's attention to the query.
+        query_gates: In a symmetric model, ``(layers, heads)``: ``tanh(query_gates)`` weighs each head's attention
+            from the query to the document.
         scale: The learnable factor of the cosine.
         match_weight: With the token-match term, its learnable weight relative to the cosine.
         term_weights: With the token-match term, the fixed ``(vocab,)`` weight of each vocabulary entry (a buffer).
@@ -92,6 +106,8 @@ class GatedBertRanker(BertPreTrainedModel):
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=False)
         self.gates = nn.Parameter(torch.zeros(config.num_hidden_layers, config.num_attention_heads))
+        if config.query_gates:
+            self.query_gates = nn.Parameter(torch.zeros(config.num_hidden_layers, config.num_attention_heads))
         self.scale = nn.Parameter(torch.tensor(float(config.score_scale)))
         if config.match_term:
             self.match_weight = nn.Parameter(torch.tensor(float(config.match_weight)))
@@ -102,6 +118,8 @@ class GatedBertRanker(BertPreTrainedModel):
         if module is self:
             with torch.no_grad():
                 self.gates.zero_()
+                if self.config.query_gates:
+                    self.query_gates.zero_()
                 self.scale.fill_(float(self.config.score_scale))
                 if self.config.match_term:
                     self.match_weight.fill_(float(self.config.match_weight))
@@ -132,7 +150,7 @@ class GatedBertRanker(BertPreTrainedModel):
     def encode_queries(self, cls_ids: torch.Tensor, queries: QueryTokens) -> EncodedQueries:
         """Runs distinct queries (each ``q [SEP]``, after ``[CLS]``) through every layer, attending to themselves."""
         heads = self.config.num_attention_heads
-        states = self._embed(cls_ids, queries.ids)
+        states = inputs = self._embed(cls_ids, queries.ids)
         mask = torch.cat([queries.mask.new_ones(len(queries.mask), 1), queries.mask], dim=1)
         attend = mask[:, None, None, :]
         keys, values = [], []
@@ -145,11 +163,12 @@ class GatedBertRanker(BertPreTrainedModel):
                                                      dropout_p=self._dropout())
             states = finish_layer(layer, states, context, chunk=None)
         vectors = F.normalize(_mean_pool(states, mask), dim=-1)
+        inputs = inputs if self.config.query_gates else None
         if not self.config.match_term:
-            return EncodedQueries(keys, values, mask, vectors)
+            return EncodedQueries(keys, values, mask, vectors, inputs=inputs)
         ids = torch.cat([cls_ids[:, None], queries.ids], dim=1)
         weights = self.term_weights[ids] * mask.to(self.term_weights.dtype)
-        return EncodedQueries(keys, values, mask, vectors, F.normalize(states, dim=-1), weights)
+        return EncodedQueries(keys, values, mask, vectors, F.normalize(states, dim=-1), weights, inputs)
 
     def score(self, docs: DocTokens, queries: EncodedQueries, *, doc_window: int | None | str = "config"
               ) -> torch.Tensor:
@@ -169,23 +188,46 @@ class GatedBertRanker(BertPreTrainedModel):
         query_mask = queries.mask[pair_query][:, None, None, :]
         gates = torch.tanh(self.gates)
         cross = self.training or bool(gates.detach().abs().max() > 0)
+        query_gates = torch.tanh(self.query_gates) if self.config.query_gates else None
+        symmetric = query_gates is not None and (self.training or bool(query_gates.detach().abs().max() > 0))
+        if symmetric and queries.inputs is None:
+            raise ValueError("a symmetric gated model needs queries encoded by a symmetric model (no inputs given)")
+        query_states = queries.inputs[pair_query] if symmetric else None
+        to_doc_mask = mask[:, None, None, :]
         for index, layer in enumerate(self.bert.encoder.layer):
             attention = layer.attention.self
             query = project(attention.query, states, heads)
             key, value = project(attention.key, states, heads), project(attention.value, states, heads)
             context = F.scaled_dot_product_attention(query, key, value, attn_mask=self_mask,
                                                      dropout_p=self._dropout())
+            if symmetric:  # the pair's own query: its keys and values, and its tokens reading the document
+                query_query = project(attention.query, query_states, heads)
+                query_key = project(attention.key, query_states, heads)
+                query_value = project(attention.value, query_states, heads)
+                query_context = F.scaled_dot_product_attention(query_query, query_key, query_value,
+                                                               attn_mask=query_mask, dropout_p=self._dropout())
+                to_doc = F.scaled_dot_product_attention(query_query, key, value, attn_mask=to_doc_mask,
+                                                        dropout_p=self._dropout())
+                query_context = query_context + query_gates[index].to(to_doc.dtype)[None, :, None, None] * to_doc
+            else:
+                query_key, query_value = queries.keys[index][pair_query], queries.values[index][pair_query]
             if cross:
-                to_query = F.scaled_dot_product_attention(
-                    query, queries.keys[index][pair_query], queries.values[index][pair_query],
-                    attn_mask=query_mask, dropout_p=self._dropout(),
-                )
+                to_query = F.scaled_dot_product_attention(query, query_key, query_value, attn_mask=query_mask,
+                                                          dropout_p=self._dropout())
                 context = context + gates[index].to(context.dtype)[None, :, None, None] * to_query
+            if symmetric:
+                query_states = finish_layer(layer, query_states, query_context, chunk=None)
             states = finish_layer(layer, states, context, chunk=None)
         doc_vectors = F.normalize(_mean_pool(states, mask), dim=-1)
-        similarity = (doc_vectors * queries.vectors[pair_query]).sum(-1)
+        pair_mask = queries.mask[pair_query]
+        if symmetric:
+            query_vectors = F.normalize(_mean_pool(query_states, pair_mask), dim=-1)
+        else:
+            query_vectors = queries.vectors[pair_query]
+        similarity = (doc_vectors * query_vectors).sum(-1)
         if self.config.match_term:
-            match = _token_match(queries, pair_query, F.normalize(states, dim=-1), mask)
+            query_tokens = F.normalize(query_states, dim=-1) if symmetric else queries.tokens[pair_query]
+            match = _token_match(query_tokens, queries.token_weights[pair_query], F.normalize(states, dim=-1), mask)
             similarity = similarity + self.match_weight * match
         return self.scale * similarity
 
@@ -201,18 +243,34 @@ class GatedBertRanker(BertPreTrainedModel):
         encoded = self.encode_queries(docs.cls_ids[:1].expand(len(queries.ids)), queries)  # one [CLS] id for all
         return SequenceClassifierOutput(logits=self.score(docs, encoded)[:, None])
 
-    def gate_summary(self) -> list[dict]:
-        """Per layer, the mean and the largest ``|tanh(g)|`` over heads: how far cross-attention opened."""
-        opened = torch.tanh(self.gates.detach().float()).abs()
-        return [{"layer": index, "mean": round(float(row.mean()), 4), "max": round(float(row.max()), 4)}
-                for index, row in enumerate(opened)]
+    def gate_summary(self, which: str = "gates") -> list[dict]:
+        """Per layer, the mean and the largest ``|tanh(g)|`` over heads: how far cross-attention opened.
+
+        Args:
+            which: ``"gates"`` (documents reading the query) or, in a symmetric model, ``"query_gates"``.
+        """
+        return gate_summary(getattr(self, which).detach())
 
 
-def _token_match(queries: EncodedQueries, pair_query: torch.Tensor, doc_tokens: torch.Tensor,
+def gate_summary(gates: torch.Tensor) -> list[dict]:
+    """Per layer (row of ``gates``), the mean and the largest ``|tanh(g)|`` over heads."""
+    opened = torch.tanh(gates.float()).abs()
+    return [{"layer": index, "mean": round(float(row.mean()), 4), "max": round(float(row.max()), 4)}
+            for index, row in enumerate(opened)]
+
+
+def _token_match(query_tokens: torch.Tensor, token_weights: torch.Tensor, doc_tokens: torch.Tensor,
                  doc_mask: torch.Tensor) -> torch.Tensor:
-    """``(pairs,)``: each query token's best cosine over the document's tokens, averaged with the term weights."""
-    weights = queries.token_weights[pair_query].to(doc_tokens.dtype)
-    similarity = torch.einsum("pqh,pdh->pqd", queries.tokens[pair_query].to(doc_tokens.dtype), doc_tokens)
+    """``(pairs,)``: each query token's best cosine over the document's tokens, averaged with the term weights.
+
+    Args:
+        query_tokens: ``(pairs, query length, hidden)`` each pair's normalised query token states.
+        token_weights: ``(pairs, query length)`` their weights (zero on padding).
+        doc_tokens: ``(pairs, doc length, hidden)`` normalised document token states ([CLS] first).
+        doc_mask: ``(pairs, doc length)`` true on real tokens.
+    """
+    weights = token_weights.to(doc_tokens.dtype)
+    similarity = torch.einsum("pqh,pdh->pqd", query_tokens.to(doc_tokens.dtype), doc_tokens)
     content = doc_mask.bool().clone()
     content[:, 0] = False  # the document's [CLS]
     best = similarity.masked_fill(~content[:, None, :], -1.0).amax(-1)

@@ -12,6 +12,7 @@ import torch
 import transformers
 
 from .._io import atomic_write_bytes, atomic_write_json
+from ..gated.model import gate_summary
 
 CARD_FILE = "training_card.json"
 README_FILE = "README.md"
@@ -30,6 +31,7 @@ def build_card(
     elapsed_s: float,
     command: str,
     gates: list[dict] | None = None,
+    query_gates: list[dict] | None = None,
     score_parameters: dict | None = None,
 ) -> dict:
     """Gathers what a training run did into a JSON-serialisable dict.
@@ -46,6 +48,7 @@ def build_card(
         elapsed_s: Training time in seconds.
         command: The command line that ran it.
         gates: For a gated cross-encoder, per layer the mean and the largest ``|tanh(g)|`` of the saved model.
+        query_gates: The same for a symmetric gated model's query-side gates.
         score_parameters: For a gated cross-encoder, the saved model's learnt ``scale`` (and ``match_weight``).
     """
     return {
@@ -66,6 +69,7 @@ def build_card(
         },
         "curve": result.curve,
         **({"gates": gates} if gates is not None else {}),
+        **({"query_gates": query_gates} if query_gates is not None else {}),
         **({"score_parameters": score_parameters} if score_parameters else {}),
         "device": device,
         "amp_bf16": amp,
@@ -128,6 +132,11 @@ def render_readme(card: dict) -> str:
                   "| layer | mean | max |", "|---:|---:|---:|"]
         lines += [f"| {gate['layer']} | {gate['mean']:.3f} | {gate['max']:.3f} |" for gate in card["gates"]]
         lines.append("")
+    if card.get("query_gates"):
+        lines += ["## Query-side gates (queries reading the document): |tanh(h)| over heads", "",
+                  "| layer | mean | max |", "|---:|---:|---:|"]
+        lines += [f"| {gate['layer']} | {gate['mean']:.3f} | {gate['max']:.3f} |" for gate in card["query_gates"]]
+        lines.append("")
     if card.get("score_parameters"):
         learnt = ", ".join(f"`{name}` {value:.4g}" for name, value in card["score_parameters"].items())
         lines += [f"Learnt score parameters of the saved model: {learnt}.", ""]
@@ -138,8 +147,8 @@ def saved_gated_parameters(model_dir: str | os.PathLike) -> dict:
     """What a gated checkpoint learnt, read once from its weights (empty for other models).
 
     Returns:
-        ``gates``: per layer the mean and the largest ``|tanh(g)|``; ``score_parameters``: the learnt ``scale``
-        and, with the token-match term, ``match_weight``.
+        ``gates`` (and, in a symmetric model, ``query_gates``): per layer the mean and the largest ``|tanh(g)|``;
+        ``score_parameters``: the learnt ``scale`` and, with the token-match term, ``match_weight``.
     """
     from safetensors import safe_open
 
@@ -150,12 +159,10 @@ def saved_gated_parameters(model_dir: str | os.PathLike) -> dict:
         names = set(weights.keys())
         if "gates" not in names:
             return {}
-        opened = torch.tanh(weights.get_tensor("gates").float()).abs()
+        found = {name: gate_summary(weights.get_tensor(name)) for name in ("gates", "query_gates") if name in names}
         scalars = {name: round(float(weights.get_tensor(name).float()), 4) for name in ("scale", "match_weight")
                    if name in names}
-    gates = [{"layer": index, "mean": round(float(row.mean()), 4), "max": round(float(row.max()), 4)}
-             for index, row in enumerate(opened)]
-    return {"gates": gates, "score_parameters": scalars}
+    return {**found, "score_parameters": scalars}
 
 
 def _describe_base(base: dict) -> str:

@@ -95,6 +95,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                     help="gated models: add the token-match term (each query token's best cosine in the document, "
                          "weighed by its inverse document frequency over the training collections' documents), its "
                          "weight starting at 0")
+    io.add_argument("--query-gates", action="store_true",
+                    help="gated models: let query tokens read the document too, through closed gates of their own "
+                         "(symmetric; each candidate then encodes its query again)")
     io.add_argument("--layers", type=int, default=2, help="keep the first N layers (0: all; default: 2)")
     io.add_argument("--cls-init", choices=["auto", "keep", "contextual"], default="auto",
                     help="contextual: reset the first position so that [CLS] depends on the input (a sentence-"

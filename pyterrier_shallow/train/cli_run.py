@@ -225,9 +225,11 @@ def run_training(args: argparse.Namespace, argv: Sequence[str]) -> int:
             init_gated_cross_encoder(None if bi_encoder == "minilm" else bi_encoder, init_dir,
                                      num_layers=args.layers or None, score_scale=args.score_scale,
                                      max_length=_pair_length("minilm", args.query_length, args.doc_length),
-                                     match_texts=_training_texts(args, collections) if args.match_term else None)
-        elif args.match_term:
-            raise ValueError("--match-term needs a gated model (--init gated:...)")
+                                     match_texts=_training_texts(args, collections) if args.match_term else None,
+                                     query_gates=args.query_gates)
+        elif args.match_term or args.query_gates:
+            flag = "--match-term" if args.match_term else "--query-gates"
+            raise ValueError(f"{flag} needs a gated model (--init gated:...)")
         else:
             contextual = args.cls_init == "contextual" or (args.cls_init == "auto" and args.init == "minilm")
             init_cross_encoder(args.init, init_dir, num_layers=args.layers or None,

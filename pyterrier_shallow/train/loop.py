@@ -117,6 +117,9 @@ class TrainingResult:
     stopped_early: bool = False
 
 
+_NO_DECAY = ("gates", "query_gates", "scale", "match_weight")
+
+
 def _optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
     head = set(head_parameter_names(model))
     head_lr = config.head_lr if config.head_lr is not None else config.lr
@@ -126,7 +129,7 @@ def _optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
     for name, param in model.named_parameters():
         if param.requires_grad:
             part = "scale" if name in ("scale", "match_weight") else "head" if name in head else "encoder"
-            no_decay = name.endswith("bias") or "norm" in name.lower() or name in ("gates", "scale", "match_weight")
+            no_decay = name.endswith("bias") or "norm" in name.lower() or name in _NO_DECAY
             groups.setdefault((part, no_decay), []).append(param)
     return torch.optim.AdamW(
         [
