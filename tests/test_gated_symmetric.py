@@ -29,9 +29,11 @@ def symmetric():
     return model, tokenizer
 
 
-def _opened(model, *, gates=0.0, query_gates=0.0, **config):
-    """A copy of ``model`` in eval mode with its gates set and ``config`` settings changed."""
-    copy = GatedBertRanker(model.config.__class__(**{**model.config.to_dict(), **config}))
+def _opened(model, *, gates=0.0, query_gates=0.0, symmetric=True, **config):
+    """A copy of ``model`` in eval mode with its gates set and ``config`` settings changed (one-sided: no query gates,
+    the query encoded once)."""
+    config = {**model.config.to_dict(), **config, "query_gates": symmetric}
+    copy = GatedBertRanker(model.config.__class__(**config))
     state = model.state_dict()
     if not copy.config.query_gates:
         state.pop("query_gates", None)
@@ -79,7 +81,7 @@ def _reference(model, tokenizer, query: str, text: str) -> float:
 
 def test_closed_query_gates_score_as_the_one_sided_model(symmetric, pairs):
     model, tokenizer = symmetric
-    one_sided = _opened(model, gates=0.4, query_gates=False)
+    one_sided = _opened(model, gates=0.4, symmetric=False)
     expected = gated_logits(one_sided, tokenizer, pairs)
     np.testing.assert_allclose(gated_logits(_opened(model, gates=0.4), tokenizer, pairs), expected, atol=1e-5)
     # in training mode the query is encoded with each candidate; with its gates closed nothing changes
@@ -132,3 +134,6 @@ def test_card_reads_both_sides_gates(symmetric, tmp_path):
     saved = saved_gated_parameters(tmp_path / "run")
     assert [gate["max"] for gate in saved["gates"]] == pytest.approx([np.tanh(0.2)] * 2, abs=1e-4)
     assert max(gate["max"] for gate in saved["query_gates"]) == pytest.approx(np.tanh(0.8), abs=1e-4)
+    assert opened.gate_summary("query_gates") == saved["query_gates"]
+    with pytest.raises(ValueError, match="no 'query_gates'"):
+        _opened(model, symmetric=False).gate_summary("query_gates")
