@@ -125,6 +125,10 @@ def test_symmetric_delta_loads_pickles_and_runs_windowed(symmetric, pairs, tmp_p
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(ranker))(pairs)["score"].to_numpy(), scores)
     whole = SparseCrossEncoder(folder, window=None, **options)(pairs)["score"].to_numpy()
     np.testing.assert_allclose(whole, scores, atol=1e-4)
+    windowed = SparseCrossEncoder(folder, window=2, **options)(pairs)["score"].to_numpy()
+    banded = _opened(loaded, gates=0.3, query_gates=0.8, doc_window=2)
+    np.testing.assert_allclose(windowed, gated_logits(banded, tokenizer, pairs), atol=1e-3)
+    assert np.abs(windowed - scores).max() > 1e-3
 
 
 def test_card_reads_both_sides_gates(symmetric, tmp_path):
