@@ -127,16 +127,12 @@ def render_readme(card: dict) -> str:
             loss_value = "" if point.get("loss") is None else f"{point['loss']:.4f}"
             lines.append(f"| {point['step']} | {loss_value} | {point[metric]:.4f} |")
         lines.append("")
-    if card.get("gates"):
-        lines += ["## Cross-attention gates of the saved model: |tanh(g)| over heads", "",
-                  "| layer | mean | max |", "|---:|---:|---:|"]
-        lines += [f"| {gate['layer']} | {gate['mean']:.3f} | {gate['max']:.3f} |" for gate in card["gates"]]
-        lines.append("")
-    if card.get("query_gates"):
-        lines += ["## Query-side gates (queries reading the document): |tanh(h)| over heads", "",
-                  "| layer | mean | max |", "|---:|---:|---:|"]
-        lines += [f"| {gate['layer']} | {gate['mean']:.3f} | {gate['max']:.3f} |" for gate in card["query_gates"]]
-        lines.append("")
+    for key, title in (("gates", "Cross-attention gates of the saved model: |tanh(g)| over heads"),
+                       ("query_gates", "Query-side gates (queries reading the document): |tanh(h)| over heads")):
+        if card.get(key):
+            lines += [f"## {title}", "", "| layer | mean | max |", "|---:|---:|---:|"]
+            lines += [f"| {gate['layer']} | {gate['mean']:.3f} | {gate['max']:.3f} |" for gate in card[key]]
+            lines.append("")
     if card.get("score_parameters"):
         learnt = ", ".join(f"`{name}` {value:.4g}" for name, value in card["score_parameters"].items())
         lines += [f"Learnt score parameters of the saved model: {learnt}.", ""]
