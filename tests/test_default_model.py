@@ -1,4 +1,4 @@
-"""The cross-encoders shipped in ``pyterrier_shallow/models``: the default and the 2-layer gated model."""
+"""The cross-encoders shipped in ``pyterrier_shallow/models``: the 3-layer default, the 2- and 6-layer gated models."""
 
 import json
 
@@ -8,7 +8,7 @@ import torch
 from safetensors import safe_open
 
 from pyterrier_shallow import CrossEncoder, TextLoader, datasets
-from pyterrier_shallow._hf import DEFAULT_CROSS_ENCODER_DIR, SHALLOW_CROSS_ENCODER_DIR
+from pyterrier_shallow._hf import DEEP_CROSS_ENCODER_DIR, DEFAULT_CROSS_ENCODER_DIR, SHALLOW_CROSS_ENCODER_DIR
 from pyterrier_shallow.bm25 import bm25
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -20,8 +20,9 @@ def _needs(folder):
 
 
 needs_default, needs_shallow = _needs(DEFAULT_CROSS_ENCODER_DIR), _needs(SHALLOW_CROSS_ENCODER_DIR)
+needs_deep = _needs(DEEP_CROSS_ENCODER_DIR)
 SHIPPED = [pytest.param(folder, id=folder.name, marks=_needs(folder))
-           for folder in (DEFAULT_CROSS_ENCODER_DIR, SHALLOW_CROSS_ENCODER_DIR)]
+           for folder in (DEFAULT_CROSS_ENCODER_DIR, SHALLOW_CROSS_ENCODER_DIR, DEEP_CROSS_ENCODER_DIR)]
 
 
 def _config(folder) -> dict:
@@ -88,8 +89,19 @@ def _vaswani_table(tmp_path, reranker) -> "pt.pandas.DataFrame":
 
 
 @needs_default
-def test_the_default_ranks_better_than_bm25_on_held_out_vaswani_queries(tmp_path):
-    table = _vaswani_table(tmp_path, CrossEncoder(device="cpu", warn_truncation=False))
+def test_the_default_is_shallow_and_ranks_better_than_bm25_on_held_out_vaswani_queries(tmp_path):
+    model = CrossEncoder(device="cpu", warn_truncation=False)
+    config = _config(DEFAULT_CROSS_ENCODER_DIR)
+    assert config["num_hidden_layers"] == 3 and config["match_term"] is True
+    assert model.network.match_weight.item() > 0
+    table = _vaswani_table(tmp_path, model)
+    assert table["reranked"] > table["bm25"]
+
+
+@needs_deep
+def test_the_6_layer_model_ranks_better_than_bm25_on_held_out_vaswani_queries(tmp_path):
+    assert _config(DEEP_CROSS_ENCODER_DIR)["num_hidden_layers"] == 6
+    table = _vaswani_table(tmp_path, CrossEncoder(DEEP_CROSS_ENCODER_DIR, device="cpu", warn_truncation=False))
     assert table["reranked"] > table["bm25"]
 
 

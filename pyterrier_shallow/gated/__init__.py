@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from pyterrier_shallow._lazy import lazy_exports
 
 _EXPORTS = {
+    "DEEP_MODEL_DIR": "pyterrier_shallow._hf:DEEP_CROSS_ENCODER_DIR",
     "GatedBertConfig": ".model:GatedBertConfig",
     "GatedBertRanker": ".model:GatedBertRanker",
     "SHALLOW_MODEL_DIR": "pyterrier_shallow._hf:SHALLOW_CROSS_ENCODER_DIR",
@@ -21,6 +22,7 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from pyterrier_shallow._hf import DEEP_CROSS_ENCODER_DIR as DEEP_MODEL_DIR
     from pyterrier_shallow._hf import SHALLOW_CROSS_ENCODER_DIR as SHALLOW_MODEL_DIR
     from pyterrier_shallow.gated.build import (
         gated_from_bi_encoder,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from pyterrier_shallow.gated.term_weights import idf_term_weights
 
 __all__ = [
+    "DEEP_MODEL_DIR",
     "GatedBertConfig",
     "GatedBertRanker",
     "SHALLOW_MODEL_DIR",

