@@ -12,11 +12,11 @@ _PACKAGE_ROOT = Path(__file__).resolve().parent
 DEFAULT_CROSS_ENCODER_DIR = _PACKAGE_ROOT / "models" / "cross-encoder"
 """The default ``CrossEncoder()``: a 3-layer gated cross-encoder with the token-match term, above BM25 held out."""
 SHALLOW_CROSS_ENCODER_DIR = _PACKAGE_ROOT / "models" / "cross-encoder-2-layers"
-"""A shipped 2-layer gated cross-encoder with the token-match term: about BM25's level held out at about three
-quarters of the default's cost (not the default: it does not beat BM25 by 0.01 on every held-out collection)."""
+"""A shipped 2-layer gated cross-encoder with the token-match term: about BM25's level held out at about two
+thirds of the default's cost (not the default: it does not beat BM25 by 0.01 on every held-out collection)."""
 DEEP_CROSS_ENCODER_DIR = _PACKAGE_ROOT / "models" / "cross-encoder-6-layers"
-"""A shipped 6-layer gated cross-encoder (all of all-MiniLM-L6-v2): the most effective model here, at about three
-times the default's cost per candidate."""
+"""A shipped 6-layer gated cross-encoder (all of all-MiniLM-L6-v2): the most effective model here, at about twice
+the default's cost per candidate."""
 
 
 def minilm_path() -> Path:
