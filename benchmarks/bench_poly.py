@@ -28,6 +28,13 @@ from pyterrier_shallow.poly import PolyEncoder
 MEASURES = [pt.measures.nDCG @ 10, pt.measures.RR @ 10]
 
 
+def poly_index(name: str, dataset, poly: PolyEncoder, shared_index, work: Path):
+    """The index a poly-encoder reranks from: the shared dense index, or its own where it fine-tuned its encoder."""
+    if not (Path(poly.path) / "encoder").is_dir():
+        return shared_index
+    return dense_index(f"{name}-{Path(poly.path).name}", dataset, poly.bi_encoder, work)
+
+
 def effectiveness(name: str, split: str | None, polys: dict, cross_encoder, model, work: Path, depth: int):
     dataset = datasets.get(name)
     topics, qrels = dataset.get_topics(split), dataset.get_qrels(split)
@@ -35,7 +42,8 @@ def effectiveness(name: str, split: str | None, polys: dict, cross_encoder, mode
     first_stage = index.retriever(model, num_results=depth)
     systems = {"dense (all-MiniLM-L6-v2, exact)": first_stage}
     for label, poly in polys.items():
-        systems[f"dense % {depth} >> {label}"] = first_stage >> poly.reranker(index)
+        reranker = poly.reranker(poly_index(name, dataset, poly, index, work))
+        systems[f"dense % {depth} >> {label}"] = first_stage >> reranker
     if cross_encoder is not None:
         systems[f"dense % {depth} >> cross-encoder"] = first_stage >> pts.TextLoader(dataset) >> cross_encoder
     table = pt.Experiment(list(systems.values()), topics, qrels, MEASURES + ["mrt"], names=list(systems))
@@ -51,7 +59,8 @@ def latency(polys: dict, cross_encoder, model, work: Path, depths: list[int], qu
     rows = []
     for depth in depths:
         candidates = pts.TextLoader(dataset)(index.retriever(model, num_results=depth)(topics))
-        scorers = {label: poly.reranker(index) for label, poly in polys.items()}
+        scorers = {label: poly.reranker(poly_index("vaswani", dataset, poly, index, work))
+                   for label, poly in polys.items()}
         if cross_encoder is not None:
             scorers["cross-encoder"] = cross_encoder
         per_query = {label: [] for label in scorers}
@@ -87,7 +96,8 @@ def main() -> None:
     model = pts.BiEncoder(warn_truncation=False)
     polys = {}
     for path in args.poly:
-        poly = PolyEncoder(path, bi_encoder=model, query_length=args.query_length)
+        own_encoder = (path / "encoder").is_dir()
+        poly = PolyEncoder(path, bi_encoder=None if own_encoder else model, query_length=args.query_length)
         poly.query_encoder.warn_truncation = False
         polys[f"poly-encoder m={poly.num_codes} ({path.name})"] = poly
     cross_encoder = None
