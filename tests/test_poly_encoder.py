@@ -228,7 +228,28 @@ def test_training_the_codes_improves_validation(bi_encoder, shared_data):
     assert spread > 0.01  # the codes stay apart: they do not collapse into one
 
 
+def test_keeping_the_last_step(bi_encoder, shared_data):
+    from pyterrier_shallow.datasets import wikiqa
+
+    dataset = wikiqa(root=shared_data)
+    results = dataset.get_results("test")
+    held_out = results[results["qid"].isin(set(results["qid"].unique()[:20]))]
+    validation = RerankValidation(held_out, dataset.get_qrels("test"), name="wikiqa:test")
+    poly = PolyEncoder.fresh(bi_encoder, num_codes=4)
+    config = PolyTrainConfig(steps=4, queries_per_step=4, num_negatives=2, lr=2e-2, warmup_steps=1, eval_every=2,
+                             keep="last")
+    card = train_codes(poly, PairsSource.from_dataset(dataset, "train"), config=config, validation=validation,
+                       verbose=False)
+    assert card["best_step"] == 4 and card["config"]["keep"] == "last"
+    last = card["validation"]["curve"][-1]
+    assert last["step"] == 4
+    assert last["nDCG@10"] == pytest.approx(validation.evaluate(
+        lambda q, t: poly.score_pairs(q, bi_encoder.encode_docs(t))))
+
+
 def test_training_settings_are_checked():
+    with pytest.raises(ValueError, match="keep"):
+        PolyTrainConfig(keep="first")
     with pytest.raises(ValueError, match="steps"):
         PolyTrainConfig(steps=0)
     with pytest.raises(ValueError, match="in_batch_negatives"):

@@ -14,6 +14,8 @@ TUNE_MODES = ("codes", "query", "both")
 """What training fine-tunes besides the codes."""
 POLY_LOSSES = ("softmax-ce", "soft-label")
 """The losses a poly-encoder trains with."""
+KEEP_MODES = ("best", "last")
+"""Which step's model training keeps: the best validated, or the last."""
 
 
 def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -74,6 +76,8 @@ def add_train_poly_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     opt.add_argument("--lr", type=float, default=5e-3, help="default: 5e-3")
     opt.add_argument("--warmup", type=int, default=50, help="warm-up steps (default: 50)")
     opt.add_argument("--eval-every", type=int, default=100, help="validate every N steps (default: 100)")
+    opt.add_argument("--keep", choices=KEEP_MODES, default="best",
+                     help="with --validate, keep the best validated step (default) or the last one")
     opt.add_argument("--seed", type=int, default=0, help="default: 0")
     opt.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     opt.add_argument("--device", default=None, help="where the encoder runs (default: CUDA when present)")
@@ -160,6 +164,7 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
             in_batch_negatives=not args.no_in_batch, lr=args.lr, warmup_steps=min(args.warmup, args.steps),
             eval_every=args.eval_every, seed=args.seed, tune=args.tune, query_layers=args.query_layers,
             encoder_lr=args.encoder_lr, loss=loss, temperature=args.temperature, loss_scale=args.loss_scale,
+            keep=args.keep,
         )
         command = f"pyterrier-shallow train-poly {shlex.join(argv if argv is not None else sys.argv[2:])}"
         encodings, cards = None, {}
@@ -176,7 +181,8 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
             poly.save(output, card={**card, "command": command}, save_encoder=args.tune == "both")
             cards[output] = card
     for output, card in cards.items():
-        print(f"saved {output} (best step {card['best_step']} of {args.steps})")
+        kept = "best validated" if args.keep == "best" and validation is not None else "last"
+        print(f"saved {output} (kept step {card['best_step']} of {args.steps}: the {kept})")
         for point in (card["validation"] or {}).get("curve", []):
             print(f"  step {point['step']:>6}  {validation.metric} {point[validation.metric]:.4f}")
     return 0

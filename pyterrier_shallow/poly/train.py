@@ -11,7 +11,7 @@ import numpy as np
 import pyterrier as pt
 import torch
 
-from pyterrier_shallow.poly.cli_args import POLY_LOSSES, TUNE_MODES
+from pyterrier_shallow.poly.cli_args import KEEP_MODES, POLY_LOSSES, TUNE_MODES
 from pyterrier_shallow.poly.poly_encoder import PolyEncoder, pad_tokens
 from pyterrier_shallow.train.data import TrainingGroup, TrainingSource
 from pyterrier_shallow.train.losses import soft_label_loss
@@ -33,6 +33,8 @@ class PolyTrainConfig:
         loss_scale: Multiplies scores before the softmax (document vectors are unit-length, so raw scores span a
             narrow range); it changes no ranking.
         eval_every: Validate every this many steps; the best validated codes are kept.
+        keep: Which model to keep with validation: ``"best"`` (the best validated step) or ``"last"`` (the last
+            step, the curve still recorded: to compare settings trained alike when validation is noisy).
         seed: Seeds the sampling of groups.
         tune: What learns besides the codes: ``"codes"`` nothing (over cached encoder outputs, the cheap mode);
             ``"query"`` a query tower of its own, copied from the encoder, while documents keep the frozen
@@ -62,6 +64,7 @@ class PolyTrainConfig:
     encoder_lr: float = 2e-5
     loss: str = "softmax-ce"
     temperature: float = 1.0
+    keep: str = "best"
 
     def __post_init__(self):
         for name in ("steps", "queries_per_step", "eval_every"):
@@ -83,6 +86,8 @@ class PolyTrainConfig:
             raise ValueError("query_layers is a positive number of layers, and only with tune='query'")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.keep not in KEEP_MODES:
+            raise ValueError(f"keep must be one of {KEEP_MODES}, got {self.keep!r}")
 
 
 class FrozenEncodings:
@@ -211,7 +216,7 @@ def train_codes(
             encoder.eval()
         value = validation.evaluate(scorer)
         curve.append({"step": step, validation.metric: value})
-        if value > best[0]:
+        if value > best[0] or (config.keep == "last" and step == config.steps):
             best = (value, step, snapshot())
 
     validate(0)
