@@ -99,7 +99,9 @@ def main() -> None:
         own_encoder = (path / "encoder").is_dir()
         poly = PolyEncoder(path, bi_encoder=None if own_encoder else model, query_length=args.query_length)
         poly.query_encoder.warn_truncation = False
-        polys[f"poly-encoder m={poly.num_codes} ({path.name})"] = poly
+        unique = [other.name for other in args.poly].count(path.name) == 1
+        name = path.name if unique else f"{path.parent.name}/{path.name}"
+        polys[f"poly-encoder m={poly.num_codes} ({name})"] = poly
     cross_encoder = None
     if args.cross_encoder is not None:
         query_length, doc_length = args.ce_lengths
