@@ -216,7 +216,8 @@ def train_codes(
             encoder.eval()
         value = validation.evaluate(scorer)
         curve.append({"step": step, validation.metric: value})
-        if value > best[0] or (config.keep == "last" and step == config.steps):
+        keeps = value > best[0] if config.keep == "best" else step == config.steps
+        if keeps:
             best = (value, step, snapshot())
 
     validate(0)
