@@ -28,9 +28,10 @@ from pyterrier_shallow.poly import PolyEncoder
 MEASURES = [pt.measures.nDCG @ 10, pt.measures.RR @ 10]
 
 
-def poly_index(name: str, dataset, poly: PolyEncoder, shared_index, work: Path):
-    """The index a poly-encoder reranks from: the shared dense index, or its own where it fine-tuned its encoder."""
-    if not (Path(poly.path) / "encoder").is_dir():
+def poly_index(name: str, dataset, poly: PolyEncoder, model, shared_index, work: Path):
+    """The index a poly-encoder reranks from: the shared dense index of ``model``, or its own where it has another
+    document encoder (one it fine-tuned)."""
+    if poly.bi_encoder is model:
         return shared_index
     return dense_index(f"{name}-{Path(poly.path).name}", dataset, poly.bi_encoder, work)
 
@@ -42,7 +43,7 @@ def effectiveness(name: str, split: str | None, polys: dict, cross_encoder, mode
     first_stage = index.retriever(model, num_results=depth)
     systems = {"dense (all-MiniLM-L6-v2, exact)": first_stage}
     for label, poly in polys.items():
-        reranker = poly.reranker(poly_index(name, dataset, poly, index, work))
+        reranker = poly.reranker(poly_index(name, dataset, poly, model, index, work))
         systems[f"dense % {depth} >> {label}"] = first_stage >> reranker
     if cross_encoder is not None:
         systems[f"dense % {depth} >> cross-encoder"] = first_stage >> pts.TextLoader(dataset) >> cross_encoder
@@ -56,13 +57,13 @@ def latency(polys: dict, cross_encoder, model, work: Path, depths: list[int], qu
     dataset = datasets.get("vaswani")
     index = dense_index("vaswani", dataset, model, work)
     topics = dataset.get_topics().head(queries)
+    scorers = {label: poly.reranker(poly_index("vaswani", dataset, poly, model, index, work))
+               for label, poly in polys.items()}
+    if cross_encoder is not None:
+        scorers["cross-encoder"] = cross_encoder
     rows = []
     for depth in depths:
         candidates = pts.TextLoader(dataset)(index.retriever(model, num_results=depth)(topics))
-        scorers = {label: poly.reranker(poly_index("vaswani", dataset, poly, index, work))
-                   for label, poly in polys.items()}
-        if cross_encoder is not None:
-            scorers["cross-encoder"] = cross_encoder
         per_query = {label: [] for label in scorers}
         for _ in range(repeats):
             for _qid, group in candidates.groupby("qid", sort=False):
