@@ -204,15 +204,19 @@ def test_missing_directories(tmp_path):
         PolyEncoder(tmp_path)
 
 
-def test_training_the_codes_improves_validation(bi_encoder, shared_data):
+def _wikiqa_training(shared_data, validation_queries: int) -> tuple[PairsSource, RerankValidation]:
+    """WikiQA train pairs, and validation on the first questions of WikiQA test with their own candidates."""
     from pyterrier_shallow.datasets import wikiqa
 
     dataset = wikiqa(root=shared_data)
-    source = PairsSource.from_dataset(dataset, "train")
     results = dataset.get_results("test")
-    held_out = results[results["qid"].isin(set(results["qid"].unique()[:60]))]
-    qrels = dataset.get_qrels("test")
-    validation = RerankValidation(held_out, qrels, name="wikiqa:test")
+    held_out = results[results["qid"].isin(set(results["qid"].unique()[:validation_queries]))]
+    validation = RerankValidation(held_out, dataset.get_qrels("test"), name="wikiqa:test")
+    return PairsSource.from_dataset(dataset, "train"), validation
+
+
+def test_training_the_codes_improves_validation(bi_encoder, shared_data):
+    source, validation = _wikiqa_training(shared_data, 60)
     poly = PolyEncoder.fresh(bi_encoder, num_codes=16)
     before = poly.codes.codes.detach().clone()
     config = PolyTrainConfig(steps=30, queries_per_step=8, num_negatives=3, lr=2e-2, warmup_steps=5, eval_every=10)
@@ -229,17 +233,11 @@ def test_training_the_codes_improves_validation(bi_encoder, shared_data):
 
 
 def test_keeping_the_last_step(bi_encoder, shared_data):
-    from pyterrier_shallow.datasets import wikiqa
-
-    dataset = wikiqa(root=shared_data)
-    results = dataset.get_results("test")
-    held_out = results[results["qid"].isin(set(results["qid"].unique()[:20]))]
-    validation = RerankValidation(held_out, dataset.get_qrels("test"), name="wikiqa:test")
+    source, validation = _wikiqa_training(shared_data, 20)
     poly = PolyEncoder.fresh(bi_encoder, num_codes=4)
     config = PolyTrainConfig(steps=4, queries_per_step=4, num_negatives=2, lr=2e-2, warmup_steps=1, eval_every=2,
                              keep="last")
-    card = train_codes(poly, PairsSource.from_dataset(dataset, "train"), config=config, validation=validation,
-                       verbose=False)
+    card = train_codes(poly, source, config=config, validation=validation, verbose=False)
     assert card["best_step"] == 4 and card["config"]["keep"] == "last"
     last = card["validation"]["curve"][-1]
     assert last["step"] == 4
