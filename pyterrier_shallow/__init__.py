@@ -11,6 +11,7 @@ from pyterrier_shallow._lazy import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Anchor": ".anchor:Anchor",
     "AttentionPattern": ".sparse.pattern:AttentionPattern",
     "BiEncoder": ".dense.bi_encoder:BiEncoder",
     "CrossEncoder": ".cross_encoder:CrossEncoder",
@@ -28,6 +29,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from pyterrier_shallow import budget, datasets, dense, gated, poly, sparse, train
+    from pyterrier_shallow.anchor import Anchor
     from pyterrier_shallow.bm25 import bm25_index
     from pyterrier_shallow.cross_encoder import CrossEncoder, ScoringStats
     from pyterrier_shallow.dense import BiEncoder, FaissIndex, ScoreFusion
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from pyterrier_shallow.text_loader import TextLoader
 
 __all__ = [
+    "Anchor",
     "AttentionPattern",
     "BiEncoder",
     "CrossEncoder",

@@ -12,12 +12,13 @@ import pyterrier as pt
 
 from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts
 from pyterrier_shallow._native_output import native_output_held_back
+from pyterrier_shallow._records import FrameTransformer
 from pyterrier_shallow._warnings import warn_user
 
 _WORD = re.compile(r"\w")
 
 
-class BM25Retriever(pt.Transformer):
+class BM25Retriever(FrameTransformer):
     """Retrieves ``num_results`` documents per query with BM25 from a PISA index (see :func:`bm25`).
 
     Input: ``qid`` (``str``, each once) and ``query`` (``str``); every input column is kept, ``docno``, float32

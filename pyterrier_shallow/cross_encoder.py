@@ -17,7 +17,9 @@ from pyterrier_shallow._frames import require_columns, require_str_ids, require_
 from pyterrier_shallow._hf import choose_device, choose_dtype, default_cross_encoder_path, load_pretrained
 from pyterrier_shallow._pair_tokenizer import PairTokenizer
 from pyterrier_shallow._quantize import PRECISIONS, quantize_for_cpu
+from pyterrier_shallow._records import FrameTransformer
 from pyterrier_shallow._warnings import warn_user
+from pyterrier_shallow.anchor import Anchor, first_stage_scores, flat_queries, resolve_anchor
 
 DEFAULT_QUERY_LENGTH = 64
 TRAINING_CARD = "training_card.json"
@@ -44,6 +46,8 @@ class ScoringStats:
     batches: int = 0
     tokens: int = 0
     padded_tokens: int = 0
+    flat_first_stage_queries: int = 0
+    """Queries whose first-stage scores had no spread (one candidate, or all equal): the model alone ranked them."""
 
 
 SCORING_SETTINGS = (
@@ -55,6 +59,7 @@ SCORING_SETTINGS = (
     "device",
     "dtype",
     "text_field",
+    "anchor",
     "warn_truncation",
     "verbose",
 )
@@ -62,7 +67,7 @@ SCORING_SETTINGS = (
 (``SparseCrossEncoder.from_cross_encoder`` copies them; ``precision`` is the dense reranker's alone)."""
 
 
-class CrossEncoder(pt.Transformer):
+class CrossEncoder(FrameTransformer):
     """Scores each (``query``, ``text``) row of a result frame with a cross-encoder and re-ranks by that score.
 
     Pairs from all queries of the frame are batched together, sorted by length to cut padding, and bounded by both a
@@ -89,6 +94,9 @@ class CrossEncoder(pt.Transformer):
         dtype: The compute dtype (``None``: float32 on CPU, bfloat16 or float16 on CUDA).
         precision: ``"float32"``, or ``"int8"`` for dynamic int8 quantisation of the encoder's linear layers on CPU.
         text_field: The column that holds the document text.
+        anchor: How the first stage's ``score`` is mixed in: ``None``, as the model's folder says (none when its
+            folder has no ``anchor.json``); ``False``, never (the model's score alone); ``True``, the folder's mix or
+            equal weights; or an :class:`~pyterrier_shallow.Anchor` with weights of its own.
         warn_truncation: Warn, with counts, when queries or documents were truncated.
         verbose: Show a progress bar over batches.
     """
@@ -108,6 +116,7 @@ class CrossEncoder(pt.Transformer):
         dtype: str | torch.dtype | None = None,
         precision: str = "float32",
         text_field: str = "text",
+        anchor: Anchor | bool | None = None,
         warn_truncation: bool = True,
         verbose: bool = False,
     ):
@@ -127,6 +136,9 @@ class CrossEncoder(pt.Transformer):
         self.dtype = choose_dtype(self.device, dtype)
         self.precision = precision
         self.text_field = text_field
+        self.anchor = anchor
+        self.anchoring = resolve_anchor(anchor, self.source)
+        """The :class:`~pyterrier_shallow.Anchor` this reranker applies (``None``: the model's score alone)."""
         self.warn_truncation = warn_truncation
         self.verbose = verbose
         self.last_stats = ScoringStats()
@@ -139,7 +151,8 @@ class CrossEncoder(pt.Transformer):
 
     def __repr__(self) -> str:
         source = type(self._network).__name__ if isinstance(self.source, tuple) else str(self.source)
-        return f"CrossEncoder({source!r}, device={self.device.type!r}, precision={self.precision!r})"
+        anchored = "" if self.anchoring is None else f", anchor={self.anchoring.describe()!r}"
+        return f"CrossEncoder({source!r}, device={self.device.type!r}, precision={self.precision!r}{anchored})"
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -194,8 +207,22 @@ class CrossEncoder(pt.Transformer):
         require_str_ids(inp, who=who)
         require_texts(inp, "query", who=who, allow_empty=False)
         require_texts(inp, self.text_field, who=who, allow_empty=True)
+        first_stage = None if self.anchoring is None else first_stage_scores(inp, who=who)  # checked before scoring
         scores = self.score_pairs(inp["query"].tolist(), inp[self.text_field].tolist())
+        if first_stage is not None:
+            scores = self.anchor_scores(inp["qid"].to_numpy(), first_stage, scores)
         return with_scores(inp, scores)
+
+    def anchor_scores(self, qids: np.ndarray, first_stage: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Mixes the model's ``scores`` with the ``first_stage`` scores of the same rows, as :attr:`anchoring` says.
+
+        Without an anchor the model's scores come back as they are. The number of queries whose first-stage scores
+        have no spread is recorded in ``last_stats.flat_first_stage_queries``.
+        """
+        if self.anchoring is None:
+            return scores
+        self.last_stats.flat_first_stage_queries = flat_queries(qids, first_stage)
+        return self.anchoring.combine(qids, first_stage, scores)
 
     def pair_lengths(self, queries: list[str], texts: list[str]) -> np.ndarray:
         """Returns the length in tokens of each pair as scored (truncated, special tokens included)."""

@@ -8,9 +8,10 @@ import pandas as pd
 import pyterrier as pt
 
 from pyterrier_shallow._frames import require_columns, require_str_ids
+from pyterrier_shallow._records import FrameTransformer
 
 
-class TextLoader(pt.Transformer):
+class TextLoader(FrameTransformer):
     """Adds a document field (``text`` by default) to each row of a result frame, looked up by ``docno``.
 
     The lookup table is built once, in memory, from a dataset (anything with ``get_corpus_iter()``), an iterable of

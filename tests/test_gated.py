@@ -15,7 +15,7 @@ from pyterrier_shallow.gated import (
     load_delta,
     save_delta,
 )
-from pyterrier_shallow.train.model_init import prepare_tokenizer
+from pyterrier_shallow._tokenizers import prepare_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

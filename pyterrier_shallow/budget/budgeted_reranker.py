@@ -9,13 +9,15 @@ import pandas as pd
 import pyterrier as pt
 
 from pyterrier_shallow._frames import require_columns, require_numeric, require_str_ids, require_texts, with_scores
+from pyterrier_shallow._records import FrameTransformer
+from pyterrier_shallow.anchor import anchor_inputs
 from pyterrier_shallow.budget._order import first_stage_order, merge_reranked
 from pyterrier_shallow.budget.cost_model import TokenCostModel, calibrate
 
 _FIRST_CHUNK = 16
 
 
-class BudgetedReranker(pt.Transformer):
+class BudgetedReranker(FrameTransformer):
     """Reranks each query's top candidates with a cross-encoder, as many as fit ``budget_ms``.
 
     Queries are served one at a time. For each, the candidates are taken in first-stage order (``rank``, else
@@ -24,7 +26,8 @@ class BudgetedReranker(pt.Transformer):
     below it in first-stage order. The prediction is a :class:`TokenCostModel` fitted on this machine (on the first
     query seen, untimed, unless given) whose per-token cost is updated after every query, and the time spent outside
     scoring (tokenising, assembling the frame) is tracked too and kept out of the budget. Longer texts therefore get a
-    shallower rerank, shorter texts a deeper one.
+    shallower rerank, shorter texts a deeper one. An anchored reranker (see :mod:`pyterrier_shallow.anchor`) mixes
+    the first stage's ``score`` into its own over the reranked prefix alone, which stays above the rest.
 
     Example::
 
@@ -130,6 +133,7 @@ class BudgetedReranker(pt.Transformer):
         require_texts(inp, "query", who="BudgetedReranker", allow_empty=False)
         require_texts(inp, self.text_field, who="BudgetedReranker", allow_empty=True)
         require_numeric(inp, ["rank", "score"], who="BudgetedReranker")  # they give the first-stage order
+        anchor_inputs(inp, getattr(self.reranker, "anchoring", None), who="BudgetedReranker")  # a usable `score`
         ordered = first_stage_order(inp)
         if self.cost_model is None:  # untimed: calibration is part of the warm-up
             calibration_start = time.perf_counter()
@@ -155,6 +159,11 @@ class BudgetedReranker(pt.Transformer):
             scoring_start = time.perf_counter()
             scores[:depth] = self.reranker.score_pairs(queries[:depth], texts[:depth])
             scoring_ms = (time.perf_counter() - scoring_start) * 1e3
+            if getattr(self.reranker, "anchoring", None) is not None:
+                head = query.iloc[:depth]
+                scores[:depth] = self.reranker.anchor_scores(
+                    head["qid"].to_numpy(), head["score"].to_numpy(dtype=np.float64), scores[:depth]
+                )
         out = merge_reranked(query, np.arange(len(query)) < depth, scores)
         end = time.perf_counter()
         total_ms = (end - start) * 1e3

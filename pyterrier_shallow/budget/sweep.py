@@ -10,6 +10,7 @@ import pandas as pd
 import pyterrier as pt
 
 from pyterrier_shallow._frames import require_columns, require_str_ids
+from pyterrier_shallow.anchor import anchor_inputs, without_anchor
 from pyterrier_shallow.budget._order import first_stage_order, merge_reranked, positions
 from pyterrier_shallow.budget.latency import measure_latency
 
@@ -95,7 +96,8 @@ def sweep(
 
     At depth k a query's top k first-stage candidates are reranked and the rest follow below them in first-stage
     order. A pair's score does not depend on k, so effectiveness at every depth comes from one scoring pass over the
-    deepest k; latency is measured for every (reranker, k), queries one at a time, on a random sample of the topics.
+    deepest k (an anchored reranker's mix with the first stage is then taken over each depth's candidates alone);
+    latency is measured for every (reranker, k), queries one at a time, on a random sample of the topics.
 
     Example::
 
@@ -136,10 +138,19 @@ def sweep(
 
     rows = [{"model": FIRST_STAGE, "depth": 0, str(measure): _evaluate(candidates, qrels, measure)}]
     for name, reranker in rerankers.items():
-        scores = reranker(candidates)
+        anchoring = getattr(reranker, "anchoring", None)
+        first_scores = anchor_inputs(candidates, anchoring, who="sweep")
+        scores = without_anchor(reranker)(candidates)
         scores = candidates[["qid", "docno"]].merge(scores[["qid", "docno", "score"]], how="left")["score"]
         for depth in depths:
-            run = merge_reranked(candidates, head < depth, scores.to_numpy())
+            depth_scores = scores.to_numpy()
+            if anchoring is not None:  # z-scores over the top `depth` candidates, as `% depth >> reranker` gives
+                rows_in = head < depth
+                depth_scores = depth_scores.copy()
+                depth_scores[rows_in] = anchoring.combine(
+                    candidates["qid"].to_numpy()[rows_in], first_scores[rows_in], depth_scores[rows_in]
+                )
+            run = merge_reranked(candidates, head < depth, depth_scores)
             rows.append({"model": name, "depth": depth, str(measure): _evaluate(run, qrels, measure)})
     table = pd.DataFrame(rows)
 

@@ -8,10 +8,12 @@ import pyterrier as pt
 
 from pyterrier_shallow._equality import EqualByArguments
 from pyterrier_shallow._frames import require_columns, require_frame, require_str_ids, require_texts, with_scores
+from pyterrier_shallow._records import FrameTransformer
+from pyterrier_shallow.anchor import Anchor, anchor_inputs, apply_anchor, resolve_anchor
 from pyterrier_shallow.dense.bi_encoder import BiEncoder
 
 
-class QueryEncoder(EqualByArguments, pt.Transformer):
+class QueryEncoder(EqualByArguments, FrameTransformer):
     """Adds ``query_vec`` (one float32 vector a row) to a frame with ``query``; each distinct query is encoded once.
 
     Args:
@@ -38,7 +40,7 @@ class QueryEncoder(EqualByArguments, pt.Transformer):
         return inp.assign(query_vec=encode_column(inp["query"], self.bi_encoder.encode_queries, self.verbose))
 
 
-class DocEncoder(EqualByArguments, pt.Transformer):
+class DocEncoder(EqualByArguments, FrameTransformer):
     """Adds ``doc_vec`` (one float32 vector a row) to a frame with the text field; each distinct text is encoded once.
 
     Args:
@@ -66,7 +68,7 @@ class DocEncoder(EqualByArguments, pt.Transformer):
         return inp.assign(doc_vec=encode_column(inp[field], self.bi_encoder.encode_docs, self.verbose))
 
 
-class TextScorer(EqualByArguments, pt.Transformer):
+class TextScorer(EqualByArguments, FrameTransformer):
     """Scores each row of a result frame by the dot product of its query and document vectors, and re-ranks.
 
     Uses ``query_vec`` and ``doc_vec`` when the frame has them, and otherwise encodes ``query`` and the text field
@@ -74,17 +76,23 @@ class TextScorer(EqualByArguments, pt.Transformer):
 
     Args:
         bi_encoder: The model.
+        anchor: Mixes the first stage's ``score`` into the cosine (see :mod:`pyterrier_shallow.anchor`): ``True``
+            with equal weights (the untrained hybrid of the first stage and the cosine), an
+            :class:`~pyterrier_shallow.Anchor` with its own, ``None`` or ``False`` not at all.
         verbose: Show progress bars (``None``: the model's setting).
     """
 
     schematic = {"label": "BiScorer", "help_url": None}
 
-    def __init__(self, bi_encoder: BiEncoder, *, verbose: bool | None = None):
+    def __init__(self, bi_encoder: BiEncoder, *, anchor: Anchor | bool | None = None, verbose: bool | None = None):
         self.bi_encoder = bi_encoder
+        self.anchor = anchor
+        self.anchoring = resolve_anchor(anchor)
         self.verbose = bi_encoder.verbose if verbose is None else verbose
 
     def __repr__(self) -> str:
-        return f"{self.bi_encoder!r}.text_scorer()"
+        anchored = "" if self.anchor in (None, False) else f"anchor={self.anchor!r}"
+        return f"{self.bi_encoder!r}.text_scorer({anchored})"
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         """Returns ``inp`` with float32 ``score`` and a fresh ``rank``."""
@@ -93,11 +101,13 @@ class TextScorer(EqualByArguments, pt.Transformer):
         if len(inp) == 0:
             return with_scores(inp, np.empty(0, dtype=np.float32))
         require_str_ids(inp, who="TextScorer")
+        first_stage = anchor_inputs(inp, self.anchoring, who="TextScorer")
         queries = self._side(inp, query_side, self.bi_encoder.encode_queries, allow_empty=False)
         docs = self._side(inp, doc_side, self.bi_encoder.encode_docs, allow_empty=True)
         if queries.shape[1] != docs.shape[1]:
             raise ValueError(f"TextScorer: query vectors have {queries.shape[1]} dimensions, documents {docs.shape[1]}")
-        return with_scores(inp, np.einsum("ij,ij->i", queries, docs))
+        scores = np.einsum("ij,ij->i", queries, docs)
+        return with_scores(inp, apply_anchor(self.anchoring, inp, first_stage, scores))
 
     def _side(self, inp: pd.DataFrame, column: str, encode, *, allow_empty: bool) -> np.ndarray:
         if column.endswith("_vec"):

@@ -13,6 +13,7 @@ import pyterrier as pt
 
 from pyterrier_shallow._equality import EqualByArguments
 from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts
+from pyterrier_shallow._records import FrameTransformer
 from pyterrier_shallow.dense._encoders import encode_column, stack_vectors
 from pyterrier_shallow.dense._faiss_types import DEFAULT_EF_SEARCH, check_search_options, search_parameters
 from pyterrier_shallow.dense.bi_encoder import BiEncoder
@@ -21,7 +22,7 @@ from pyterrier_shallow.dense.faiss_index import FaissIndex
 _RESULT_COLUMNS = ("docid", "docno", "score", "rank")
 
 
-class FaissRetriever(EqualByArguments, pt.Transformer):
+class FaissRetriever(EqualByArguments, FrameTransformer):
     """Retrieves the nearest documents of each query from a :class:`FaissIndex` by inner product.
 
     Made by :meth:`FaissIndex.retriever`; see there for the options. Takes a query frame (one row per ``qid``) with

@@ -322,11 +322,15 @@ class BiEncoder:
 
         return DocEncoder(self, verbose=verbose)
 
-    def text_scorer(self, *, verbose: bool | None = None) -> pt.Transformer:
-        """Returns a re-ranker that scores each (``query``, text) row by the dot product of their vectors."""
+    def text_scorer(self, *, anchor=None, verbose: bool | None = None) -> pt.Transformer:
+        """Returns a re-ranker that scores each (``query``, text) row by the dot product of their vectors.
+
+        ``anchor=True`` mixes the first stage's ``score`` in with equal weights, as per-query z-scores: the
+        untrained hybrid of the first stage and the cosine (an :class:`~pyterrier_shallow.Anchor` sets the weights).
+        """
         from pyterrier_shallow.dense._encoders import TextScorer
 
-        return TextScorer(self, verbose=verbose)
+        return TextScorer(self, anchor=anchor, verbose=verbose)
 
     def index_meta(self) -> dict:
         """Describes this encoder for an index's ``pt_meta.json``."""

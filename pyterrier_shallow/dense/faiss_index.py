@@ -158,7 +158,7 @@ class FaissIndex(pt.Artifact):
             return np.empty((0, self.dimension), dtype=np.float32)
         return reconstruct(self.faiss_index(), ids)
 
-    def scorer(self, encoder: BiEncoder, *, verbose: bool = False) -> pt.Transformer:
+    def scorer(self, encoder: BiEncoder, *, anchor=None, verbose: bool = False) -> pt.Transformer:
         """Returns a transformer that scores candidates by ``encoder``'s query vector and their stored vectors.
 
         The candidates come from any first stage (e.g. BM25) but must be documents of this index; no document is
@@ -166,11 +166,13 @@ class FaissIndex(pt.Artifact):
 
         Args:
             encoder: The model that built the index (another model is an error).
+            anchor: Mixes the first stage's ``score`` into the cosine: ``True`` with equal weights (the untrained
+                hybrid), an :class:`~pyterrier_shallow.Anchor` with its own, ``None`` or ``False`` not at all.
             verbose: Show a progress bar while encoding queries.
         """
         from pyterrier_shallow.dense._stored_vector_scorer import StoredVectorScorer
 
-        return StoredVectorScorer(self, encoder, verbose=verbose)
+        return StoredVectorScorer(self, encoder, anchor=anchor, verbose=verbose)
 
     def check_encoder(self, encoder: BiEncoder, *, strict: bool = False) -> None:
         """Checks that ``encoder`` can query this index.

@@ -10,11 +10,12 @@ import pandas as pd
 import pyterrier as pt
 
 from pyterrier_shallow._frames import require_columns, require_str_ids
+from pyterrier_shallow._records import FrameTransformer
 
 NORMALIZATIONS = ("zscore", "minmax", "rrf")
 
 
-class ScoreFusion(pt.Transformer):
+class ScoreFusion(FrameTransformer):
     """Runs several retrievers on the same queries and ranks the union of their documents by a weighted sum.
 
     Each retriever's scores are first made comparable per query: ``"zscore"`` (subtract the query's mean, divide by

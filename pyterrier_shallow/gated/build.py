@@ -11,6 +11,7 @@ import torch
 
 from pyterrier_shallow._hf import load_pretrained, minilm_path, quiet_transformers
 from pyterrier_shallow._io import atomic_write_dir, atomic_write_json
+from pyterrier_shallow._tokenizers import prepare_tokenizer
 from pyterrier_shallow.gated.model import GatedBertConfig, GatedBertRanker
 from pyterrier_shallow.gated.term_weights import idf_term_weights
 
@@ -99,8 +100,6 @@ def init_gated_cross_encoder(
     query_gates: bool = False,
 ) -> Path:
     """Saves :func:`gated_from_bi_encoder`'s model and tokenizer as a checkpoint to train (atomically)."""
-    from pyterrier_shallow.train.model_init import prepare_tokenizer
-
     model, tokenizer = gated_from_bi_encoder(source, num_layers=num_layers, score_scale=score_scale,
                                              match_texts=match_texts, query_gates=query_gates)
     prepare_tokenizer(tokenizer, max_length=max_length)

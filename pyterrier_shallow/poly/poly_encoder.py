@@ -223,17 +223,21 @@ class PolyEncoder:
         return scores
 
     # ----------------------------------------------------------------------------------------------- factories
-    def reranker(self, index, *, verbose: bool | None = None) -> pt.Transformer:
-        """Returns a transformer that scores candidates with their vectors read from ``index`` (a FaissIndex)."""
+    def reranker(self, index, *, anchor=None, verbose: bool | None = None) -> pt.Transformer:
+        """Returns a transformer that scores candidates with their vectors read from ``index`` (a FaissIndex).
+
+        ``anchor`` mixes in the first stage's ``score`` (``None``: as this poly-encoder's folder says; ``True``,
+        ``False`` or an :class:`~pyterrier_shallow.Anchor` otherwise).
+        """
         from pyterrier_shallow.poly._transformers import PolyIndexReranker
 
-        return PolyIndexReranker(self, index, verbose=self.verbose if verbose is None else verbose)
+        return PolyIndexReranker(self, index, anchor=anchor, verbose=self.verbose if verbose is None else verbose)
 
-    def text_scorer(self, *, verbose: bool | None = None) -> pt.Transformer:
+    def text_scorer(self, *, anchor=None, verbose: bool | None = None) -> pt.Transformer:
         """Returns a transformer that scores candidates by encoding their text (or using their ``doc_vec``)."""
         from pyterrier_shallow.poly._transformers import PolyTextScorer
 
-        return PolyTextScorer(self, verbose=self.verbose if verbose is None else verbose)
+        return PolyTextScorer(self, anchor=anchor, verbose=self.verbose if verbose is None else verbose)
 
     # ----------------------------------------------------------------------------------------------- saving
     def save(self, path: str | os.PathLike, *, card: dict | None = None, save_encoder: bool = False) -> None:

@@ -11,6 +11,7 @@ import torch
 
 from pyterrier_shallow._batching import length_sorted_batches
 from pyterrier_shallow._hf import choose_device, choose_dtype
+from pyterrier_shallow.anchor import Anchor, resolve_anchor
 from pyterrier_shallow.cross_encoder import SCORING_SETTINGS, CrossEncoder, ScoringStats
 from pyterrier_shallow.sparse._segments import PairLayout, doc_tokens, query_tokens
 from pyterrier_shallow.sparse.model import KERNELS, SparseCrossEncoderModel
@@ -56,6 +57,7 @@ class SparseCrossEncoder(CrossEncoder):
         device: ``"cpu"``, ``"cuda"``... (``None``: CUDA when present).
         dtype: The compute dtype (``None``: float32 on CPU, bfloat16 or float16 on CUDA).
         text_field: The column that holds the document text.
+        anchor: How the first stage's ``score`` is mixed in, as for :class:`CrossEncoder`.
         warn_truncation: Warn, with counts, when queries or documents were truncated.
         verbose: Show a progress bar over batches.
     """
@@ -80,6 +82,7 @@ class SparseCrossEncoder(CrossEncoder):
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         text_field: str = "text",
+        anchor: Anchor | bool | None = None,
         warn_truncation: bool = True,
         verbose: bool = False,
     ):
@@ -105,6 +108,7 @@ class SparseCrossEncoder(CrossEncoder):
             device=device,
             dtype=dtype,
             text_field=text_field,
+            anchor=anchor,
             warn_truncation=warn_truncation,
             verbose=verbose,
         )
@@ -138,6 +142,7 @@ class SparseCrossEncoder(CrossEncoder):
         model = loaded if same_place else copy.deepcopy(loaded)
         sparse = cls((model, cross_encoder._tokenizer), window=window, **settings)
         sparse.model, sparse.source = cross_encoder.model, source  # a copy, pickled or rebuilt, reloads the weights
+        sparse.anchoring = resolve_anchor(sparse.anchor, source)
         sparse._owns_model = not same_place
         return sparse
 

@@ -11,6 +11,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from .._hf import load_pretrained, minilm_path, quiet_transformers
 from .._io import atomic_write_dir, atomic_write_json
+from .._tokenizers import prepare_tokenizer  # noqa: F401 - re-exported for training code
 
 INIT_INFO_FILE = "model_init.json"
 
@@ -64,18 +65,6 @@ def head_parameter_names(model: PreTrainedModel) -> list[str]:
     """Returns the names of the parameters outside the model's encoder (the classification head)."""
     body = {id(param) for param in model.base_model.parameters()}
     return [name for name, param in model.named_parameters() if id(param) not in body]
-
-
-def prepare_tokenizer(tokenizer, *, max_length: int):
-    """Removes any fixed padding/truncation of the fast tokenizer's backend and sets ``model_max_length``."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        backend.no_padding()
-        backend.no_truncation()
-    for stale in ("max_length", "stride", "truncation_strategy", "pad_to_multiple_of"):
-        tokenizer.init_kwargs.pop(stale, None)
-    tokenizer.model_max_length = max_length
-    return tokenizer
 
 
 def make_cls_contextual(model: PreTrainedModel, tokenizer) -> None:

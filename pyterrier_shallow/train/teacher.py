@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyterrier as pt
 
 from .._frames import require_columns, require_str_ids, require_texts, with_scores
+from .._records import FrameTransformer
+from ..anchor import per_query_zscores as zscores_by_query
 
 
 def per_query_zscores(frame: pd.DataFrame, column: str) -> np.ndarray:
     """Returns ``frame[column]`` standardised within each ``qid`` (mean 0, standard deviation 1; 0 where constant)."""
-    values = frame[column].to_numpy(dtype=np.float64)
-    grouped = pd.Series(values, index=frame.index).groupby(frame["qid"].to_numpy(), sort=False)
-    mean = grouped.transform("mean").to_numpy()
-    std = grouped.transform(lambda group: group.std(ddof=0)).to_numpy()
-    safe_std = np.where(std > 0, std, 1.0)
-    return np.where(std > 0, (values - mean) / safe_std, 0.0)
+    return zscores_by_query(frame["qid"].to_numpy(), frame[column].to_numpy(dtype=np.float64))
 
 
-class HybridTeacher(pt.Transformer):
+class HybridTeacher(FrameTransformer):
     """Scores candidates by ``z(first stage score) + dense_weight * z(cosine)``, z-scores taken per query.
 
     The first stage's ``score`` (e.g. BM25) and a bi-encoder's query-document similarity are each standardised over

@@ -1,0 +1,88 @@
+"""Scores BM25's top candidates with each component an anchored reranker can mix, once, for later mixing.
+
+For every collection, BM25 (pyterrier-pisa) retrieves the top ``--depth`` of each query; every named scorer then
+scores those candidates, and each (collection, scorer) pair is written to ``--out`` as a pkl of ``qid``,
+``docno`` and ``score`` (skipped when it exists, so an interrupted run resumes). ``benchmarks/anchor_selection.py``
+mixes the columns as per-query z-scores and chooses weights by leaving one training collection out at a time::
+
+    python benchmarks/anchor_components.py --out runs/anchor --threads 2 \
+        --scorer cos=bi:minilm --scorer ce3=ce:default --scorer ce6=ce:pyterrier_shallow/models/cross-encoder-6-layers
+
+Collections are ``name`` or ``name:split`` (default: the training collections NFCorpus dev, Cranfield and CISI, then
+the held-out Vaswani and NFCorpus test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from pyterrier_shallow import BiEncoder, CrossEncoder, TextLoader, datasets
+from pyterrier_shallow.bm25 import bm25
+
+COLLECTIONS = ["nfcorpus:dev", "cranfield", "cisi", "vaswani", "nfcorpus:test"]
+
+
+def scorer(spec: str):
+    """The transformer a ``bi:PATH`` (``bi:minilm``: all-MiniLM-L6-v2's cosine) or ``ce:PATH`` spec names."""
+    kind, _, path = spec.partition(":")
+    if kind == "bi":
+        return BiEncoder(None if path == "minilm" else path, warn_truncation=False).text_scorer()
+    if kind == "ce":
+        return CrossEncoder(None if path == "default" else path, warn_truncation=False)
+    raise ValueError(f"a scorer spec is bi:PATH or ce:PATH, not {spec!r}")
+
+
+def collection_parts(spec: str):
+    """Topics, qrels and documents of a ``name[:split]`` spec."""
+    name, _, split = spec.partition(":")
+    collection = datasets.get(name)
+    split = split or None
+    topics = collection.get_topics(split)
+    qrels = collection.get_qrels(split)
+    documents = list(collection.get_corpus_iter(split=split))
+    judged = set(qrels["qid"])
+    return topics[topics["qid"].isin(judged)].reset_index(drop=True), qrels, documents
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scorer", action="append", required=True, help="NAME=bi:PATH or NAME=ce:PATH")
+    parser.add_argument("--collections", nargs="+", default=COLLECTIONS)
+    parser.add_argument("--depth", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--index-dir", type=Path, default=Path("runs/cache/anchor-bm25"))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    named = dict(item.split("=", 1) for item in args.scorer)
+    for spec in args.collections:
+        folder = args.out / spec.replace(":", "-")
+        folder.mkdir(parents=True, exist_ok=True)
+        topics, qrels, documents = collection_parts(spec)
+        qrels.to_pickle(folder / "qrels.pkl")
+        candidates_path = folder / "bm25.pkl"
+        if candidates_path.is_file():
+            candidates = pd.read_pickle(candidates_path)
+        else:
+            first = bm25(documents, args.index_dir / spec.replace(":", "-"), num_results=args.depth) % args.depth
+            candidates = first(topics)
+            candidates[["qid", "docno", "query", "score", "rank"]].to_pickle(candidates_path)
+        with_text = TextLoader(documents)(candidates[["qid", "docno", "query", "score", "rank"]])
+        for name, scorer_spec in named.items():
+            path = folder / f"{name}.pkl"
+            if path.is_file():
+                continue
+            start = time.perf_counter()
+            scored = scorer(scorer_spec)(with_text)
+            scored[["qid", "docno", "score"]].to_pickle(path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").rename(path)
+            print(f"{spec} {name}: {len(scored)} pairs, {time.perf_counter() - start:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
