@@ -54,3 +54,26 @@ def test_a_lone_surrogate_is_rejected_by_row(stage):
     frame.loc[1, "text"] = "bad \ud800 surrogate"
     with pytest.raises(ValueError, match=r"1 row\(s\) have a 'text' that is not valid Unicode.*docno='d2'"):
         stage.transform(frame)
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [({"qid": ["1"], "docno": ["d1"]}, r"a dict with the keys \['qid', 'docno'\]"),
+     (pd.Series(["1"]), "a pandas Series"), ("qid=1", "a bare str 'qid=1'"), (["qid=1"], "one element is a bare str")],
+)
+def test_calling_a_stage_on_something_that_is_not_a_frame_says_what_it_was_given(stage, given, named):
+    """Called as PyTerrier calls stages (``stage(inp)``), not only through ``transform``."""
+    with pytest.raises(TypeError, match=f"{type(stage).__name__} transforms a .*{named}.*pd.DataFrame"):
+        stage(given)
+
+
+def test_every_stage_kind_names_what_it_was_given(tmp_path):
+    from pyterrier_shallow.bm25 import bm25
+    from pyterrier_shallow.budget import BudgetedReranker
+
+    retriever = bm25(pts.datasets.vaswani(), tmp_path / "bm25")
+    stages = [retriever, pts.BiEncoder().query_encoder(), pts.PolyEncoder().text_scorer(),
+              BudgetedReranker(pts.CrossEncoder(), budget_ms=50), pts.ScoreFusion(retriever, retriever)]
+    for stage in stages:
+        with pytest.raises(TypeError, match="given a dict with the keys"):
+            stage({"qid": ["1"], "query": ["glacier"]})

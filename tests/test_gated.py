@@ -8,6 +8,7 @@ import torch
 from _gated_helpers import gated_logits, listwise_backward
 
 import pyterrier_shallow as pts
+from pyterrier_shallow._tokenizers import prepare_tokenizer
 from pyterrier_shallow.gated import (
     GatedBertRanker,
     gated_from_bi_encoder,
@@ -15,7 +16,6 @@ from pyterrier_shallow.gated import (
     load_delta,
     save_delta,
 )
-from pyterrier_shallow._tokenizers import prepare_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

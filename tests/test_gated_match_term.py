@@ -13,8 +13,8 @@ from transformers import AutoModel, AutoTokenizer
 import pyterrier_shallow as pts
 from pyterrier_shallow._hf import minilm_path
 from pyterrier_shallow._pair_tokenizer import PairTokenizer
-from pyterrier_shallow.gated import gated_from_bi_encoder, idf_term_weights, load_delta, save_delta
 from pyterrier_shallow._tokenizers import prepare_tokenizer
+from pyterrier_shallow.gated import gated_from_bi_encoder, idf_term_weights, load_delta, save_delta
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -8,9 +8,9 @@ import torch
 from _gated_helpers import gated_logits, listwise_backward
 
 import pyterrier_shallow as pts
+from pyterrier_shallow._tokenizers import prepare_tokenizer
 from pyterrier_shallow.gated import GatedBertRanker, gated_from_bi_encoder, load_delta, save_delta
 from pyterrier_shallow.train.card import saved_gated_parameters
-from pyterrier_shallow._tokenizers import prepare_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -310,3 +310,42 @@ def test_training_a_gated_cross_encoder_opens_its_gates(source, validation, tmp_
                             warn_truncation=False)
     assert isinstance(reranker.network, GatedBertRanker)
     assert validation.evaluate(reranker.score_pairs) == pytest.approx(result.best_score, abs=1e-6)
+
+
+def test_training_an_anchored_model_learns_and_saves_its_weights(vaswani, bm25, validation, tmp_path):
+    from pyterrier_shallow import Anchor
+    from pyterrier_shallow.gated import init_gated_cross_encoder
+    from pyterrier_shallow.train import HybridTeacher
+
+    dataset, docs = vaswani
+    init = init_gated_cross_encoder(None, tmp_path / "init", num_layers=2, max_length=128)
+    teacher = HybridTeacher(dense_weight=1.0)
+    distil = DistillationSource.from_first_stage(bm25, teacher, dataset.get_topics().iloc[:6], docs, depth=10)
+    assert distil.sample(np.random.default_rng(0), 3).first_stage_scores is not None  # BM25's, beside the teacher's
+    config = TrainConfig(steps=4, eval_every=2, anchor=(1.0, 0.5), **{**TINY, "head_lr": 5e-2}, scale_lr=5e-2)
+    result = train(init, distil, tmp_path / "out", loss=make_loss("soft-label"), config=config,
+                   validation=validation, verbose=False)
+    anchor = Anchor.load(tmp_path / "out")
+    assert anchor is not None and anchor.source == "learnt in training"
+    if result.best_step > 0:  # the weights moved from where they started
+        assert (anchor.first_stage, anchor.model) != (1.0, 0.5)
+    card = json.loads((tmp_path / "out" / "training_card.json").read_text())
+    assert card["anchor"] == anchor.to_dict() and card["config"]["anchor"] == [1.0, 0.5]
+    assert "Anchored scores" in (tmp_path / "out" / "README.md").read_text()
+    reranker = CrossEncoder(str(tmp_path / "out"), query_length=QUERY_LENGTH, doc_length=DOC_LENGTH,
+                            warn_truncation=False)
+    assert reranker.anchoring == anchor
+    assert validation.evaluate(reranker.score_pairs, anchor=anchor) == pytest.approx(result.best_score, abs=1e-6)
+    # validated at step 0 with the initial mix, the closed gates and BM25
+    assert result.curve[0]["nDCG@10"] == pytest.approx(
+        validation.evaluate(CrossEncoder(str(init), query_length=QUERY_LENGTH, doc_length=DOC_LENGTH,
+                                         warn_truncation=False).score_pairs,
+                            anchor=Anchor(first_stage=1.0, model=0.5)), abs=1e-6)
+
+
+def test_an_anchored_model_needs_first_stage_scores(init_dir, source, tmp_path):
+    config = TrainConfig(steps=1, eval_every=1, anchor=(1.0, 1.0), **TINY)
+    with pytest.raises(ValueError, match="without them"):
+        train(init_dir, source, tmp_path / "out", loss=make_loss("gbce"), config=config, verbose=False)
+    with pytest.raises(ValueError, match="two positive weights"):
+        TrainConfig(anchor=(1.0, 0.0))

@@ -33,6 +33,7 @@ def build_card(
     gates: list[dict] | None = None,
     query_gates: list[dict] | None = None,
     score_parameters: dict | None = None,
+    anchor: dict | None = None,
 ) -> dict:
     """Gathers what a training run did into a JSON-serialisable dict.
 
@@ -50,6 +51,7 @@ def build_card(
         gates: For a gated cross-encoder, per layer the mean and the largest ``|tanh(g)|`` of the saved model.
         query_gates: The same for a symmetric gated model's query-side gates.
         score_parameters: For a gated cross-encoder, the saved model's learnt ``scale`` (and ``match_weight``).
+        anchor: For an anchored model, its saved :class:`~pyterrier_shallow.Anchor` (as a dict).
     """
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -71,6 +73,7 @@ def build_card(
         **({"gates": gates} if gates is not None else {}),
         **({"query_gates": query_gates} if query_gates is not None else {}),
         **({"score_parameters": score_parameters} if score_parameters else {}),
+        **({"anchor": anchor} if anchor else {}),
         "device": device,
         "amp_bf16": amp,
         "elapsed_s": round(elapsed_s, 1),
@@ -136,6 +139,16 @@ def render_readme(card: dict) -> str:
     if card.get("score_parameters"):
         learnt = ", ".join(f"`{name}` {value:.4g}" for name, value in card["score_parameters"].items())
         lines += [f"Learnt score parameters of the saved model: {learnt}.", ""]
+    if card.get("anchor"):
+        anchor = card["anchor"]
+        lines += [
+            "## Anchored scores",
+            "",
+            f"The final score mixes the first stage's score into the model's, per query: "
+            f"`{anchor['first_stage']:.4g} * z(first stage) + {anchor['model']:.4g} * z(model)` ({anchor['source']}; "
+            f"kept in `anchor.json`, which `CrossEncoder` reads; `anchor=False` scores with the model alone).",
+            "",
+        ]
     return "\n".join(lines)
 
 

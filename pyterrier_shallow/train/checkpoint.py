@@ -11,11 +11,13 @@ import torch
 
 from .._hf import quiet_transformers
 from .._io import atomic_write_bytes, atomic_write_dir, readable_dir
+from ..anchor import Anchor
 
 STATE_FILE = "trainer_state.pt"
 
 
-def save_model_dir(path: str | os.PathLike, model, tokenizer, *, state: dict | None = None) -> None:
+def save_model_dir(path: str | os.PathLike, model, tokenizer, *, state: dict | None = None,
+                   anchor: Anchor | None = None) -> None:
     """Saves ``model`` and ``tokenizer`` with ``save_pretrained`` (plus ``state`` when given) into ``path``, atomically.
 
     Args:
@@ -23,12 +25,15 @@ def save_model_dir(path: str | os.PathLike, model, tokenizer, *, state: dict | N
         model: The model.
         tokenizer: Its tokenizer.
         state: The trainer's state (optimizer, scheduler, step, curves...), saved with ``torch.save``.
+        anchor: The model's anchor, saved as ``anchor.json`` (an anchored model).
     """
 
     def fill(folder: Path) -> None:
         with quiet_transformers():
             model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
+        if anchor is not None:
+            anchor.save(folder)
         if state is not None:
             buffer = io.BytesIO()
             torch.save(state, buffer)

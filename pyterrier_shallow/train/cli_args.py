@@ -143,6 +143,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     opt.add_argument("--freeze-embeddings", action="store_true", help="keep the token embeddings fixed")
     opt.add_argument("--window", type=int, default=None,
                      help="train under the sparse attention pattern with this document window (default: dense)")
+    opt.add_argument("--anchor", type=_anchor_weights, default=None, metavar="FIRST,MODEL",
+                     help="train an anchored model: the loss sees FIRST * z(first-stage score) + MODEL * z(model "
+                          "score) per query, both weights learnt from these values and saved in anchor.json (needs "
+                          "candidates scored by a first stage, e.g. --teacher hybrid; default: no anchor)")
     opt.add_argument("--seed", type=int, default=0, help="default: 0")
 
     run = parser.add_argument_group("hardware")
@@ -186,3 +190,15 @@ def run_train(args: argparse.Namespace, *, argv: Sequence[str] | None = None) ->
         return run_training(args, argv if argv is not None else sys.argv[2:])
 
 
+
+
+def _anchor_weights(text: str) -> tuple[float, float]:
+    """Parses ``FIRST,MODEL`` (two positive numbers) for ``--anchor``."""
+    parts = text.split(",")
+    try:
+        weights = tuple(float(part) for part in parts)
+    except ValueError:
+        weights = ()
+    if len(weights) != 2 or not all(weight > 0 for weight in weights):
+        raise argparse.ArgumentTypeError(f"--anchor takes two positive weights FIRST,MODEL, e.g. 1,1; got {text!r}")
+    return weights

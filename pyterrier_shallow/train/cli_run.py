@@ -242,7 +242,7 @@ def run_training(args: argparse.Namespace, argv: Sequence[str]) -> int:
         warmup_steps=min(args.warmup, args.steps),
         micro_batch_size=args.micro_batch, query_length=args.query_length, doc_length=args.doc_length,
         eval_every=args.eval_every, patience=args.patience, seed=args.seed, amp=not args.no_amp,
-        freeze_embeddings=args.freeze_embeddings, window=args.window,
+        freeze_embeddings=args.freeze_embeddings, window=args.window, anchor=args.anchor,
     )
     result = train(
         init_dir, source, output, loss=make_loss(args.loss, **loss_params), config=config, validation=validation,

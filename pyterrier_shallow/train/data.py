@@ -25,12 +25,14 @@ class TrainingGroup:
         texts: The positive's text first, then the k negatives' texts.
         pool_size: N, the number of candidates the negatives were sampled from (gBCE's alpha = k / N).
         teacher_scores: A teacher's score of each text (distillation), or ``None``.
+        first_stage_scores: The first stage's score of each text (to train an anchored model), or ``None``.
     """
 
     query: str
     texts: list[str]
     pool_size: int
     teacher_scores: list[float] | None = None
+    first_stage_scores: list[float] | None = None
 
 
 class TrainingSource(ABC):

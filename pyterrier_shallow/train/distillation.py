@@ -80,7 +80,8 @@ class DistillationSource(TrainingSource):
     teacher's scores. N (for gBCE) is the query's number of candidates minus one.
 
     Args:
-        scored: ``qid, query, text, teacher_score`` (see :func:`score_with_teacher`).
+        scored: ``qid, query, text, teacher_score`` (see :func:`score_with_teacher`), and the first stage's score
+            when there is one, as ``first_stage_score`` or ``score`` (groups then carry it, for anchored training).
         name: A name for the training card.
     """
 
@@ -93,11 +94,17 @@ class DistillationSource(TrainingSource):
         values = scored["teacher_score"].to_numpy(dtype=np.float64)
         if not np.isfinite(values).all():
             raise ValueError(f"{name}: teacher_score has missing or non-finite values")
-        self._queries, self._texts, self._scores = {}, {}, {}
+        first_column = next((column for column in ("first_stage_score", "score") if column in scored.columns), None)
+        has_first_stage = first_column is not None
+        if has_first_stage and not np.isfinite(pd.to_numeric(scored[first_column], errors="coerce")).all():
+            raise ValueError(f"{name}: the first stage's {first_column} has missing or non-finite values")
+        self._queries, self._texts, self._scores, self._first_stage = {}, {}, {}, {}
         for qid, group in scored.groupby("qid", sort=False):
             self._queries[qid] = group["query"].iloc[0]
             self._texts[qid] = group["text"].tolist()
             self._scores[qid] = group["teacher_score"].to_numpy(dtype=np.float32)
+            if has_first_stage:
+                self._first_stage[qid] = group[first_column].to_numpy(dtype=np.float32)
         self._qids = list(self._queries)
         self._sizes = np.array([len(self._texts[qid]) for qid in self._qids])
         self.name = name
@@ -140,6 +147,7 @@ class DistillationSource(TrainingSource):
             texts=[self._texts[qid][i] for i in chosen],
             pool_size=len(self._texts[qid]) - 1,
             teacher_scores=self._scores[qid][chosen].tolist(),
+            first_stage_scores=self._first_stage[qid][chosen].tolist() if self._first_stage else None,
         )
 
     def describe(self) -> dict:

@@ -17,7 +17,9 @@ import pyterrier as pt
 import torch
 
 from .._hf import choose_device
+from ..anchor import Anchor
 from ._forward import PairForward
+from .anchor_mix import LearnedAnchor
 from .card import CARD_FILE, build_card, saved_gated_parameters, write_card
 from .checkpoint import load_state, publish_files, save_model_dir
 from .data import TrainingGroup, TrainingSource
@@ -58,6 +60,10 @@ class TrainConfig:
             document tokens attending to this many neighbours each side (``None``: dense attention). Validation
             runs under the same pattern, and the saved weights are an ordinary checkpoint for
             :class:`pyterrier_shallow.SparseCrossEncoder`.
+        anchor: Train an anchored model: the loss sees ``a * z(first-stage score) + b * z(model score)`` per group,
+            with ``a`` and ``b`` learnt from these initial values (the teacher's mix, say) at ``scale_lr``; the saved
+            model keeps them in ``anchor.json`` and validation mixes them in alike (``None``: no anchor). Every
+            group then needs first-stage scores.
     """
 
     steps: int = 1000
@@ -80,6 +86,7 @@ class TrainConfig:
     amp: bool = True
     freeze_embeddings: bool = False
     window: int | None = None
+    anchor: tuple[float, float] | None = None
 
     def __post_init__(self):
         for name in ("steps", "queries_per_step", "num_negatives", "micro_batch_size", "query_length", "doc_length",
@@ -94,6 +101,10 @@ class TrainConfig:
             raise ValueError(f"window must be non-negative, got {self.window}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be at least 1, got {self.patience}")
+        if self.anchor is not None:
+            self.anchor = tuple(float(value) for value in self.anchor)
+            if len(self.anchor) != 2 or not all(np.isfinite(value) and value > 0 for value in self.anchor):
+                raise ValueError(f"anchor must be two positive weights (first stage, model), got {self.anchor}")
 
 
 @dataclass
@@ -120,7 +131,7 @@ class TrainingResult:
 _NO_DECAY = ("gates", "query_gates", "scale", "match_weight")
 
 
-def _optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
+def _optimizer(model, config: TrainConfig, anchor: LearnedAnchor | None = None) -> torch.optim.AdamW:
     head = set(head_parameter_names(model))
     head_lr = config.head_lr if config.head_lr is not None else config.lr
     scale_lr = config.scale_lr if config.scale_lr is not None else head_lr
@@ -131,6 +142,8 @@ def _optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
             part = "scale" if name in ("scale", "match_weight") else "head" if name in head else "encoder"
             no_decay = name.endswith("bias") or "norm" in name.lower() or name in _NO_DECAY
             groups.setdefault((part, no_decay), []).append(param)
+    if anchor is not None:
+        groups[("scale", True)] = [*groups.get(("scale", True), []), *anchor.parameters()]
     return torch.optim.AdamW(
         [
             {"params": params, "lr": rates[part], "weight_decay": 0.0 if no_decay else config.weight_decay}
@@ -162,6 +175,11 @@ def _sample_step(source: TrainingSource, config: TrainConfig, step: int, needs_t
     groups = [source.sample(rng, config.num_negatives) for _ in range(config.queries_per_step)]
     if needs_teacher and any(group.teacher_scores is None for group in groups):
         raise ValueError("the loss distils a teacher, but a training source gives groups without teacher scores")
+    if config.anchor is not None and any(group.first_stage_scores is None for group in groups):
+        raise ValueError(
+            "an anchored model trains on groups with first-stage scores, but a training source gives groups "
+            "without them (distil from candidates scored by a first stage, e.g. --teacher hybrid)"
+        )
     return groups
 
 
@@ -250,6 +268,7 @@ def train(
         validation=validation.describe() if validation is not None else None, device=str(device),
         amp=run.forward.amp, elapsed_s=progress["elapsed_s"], command=command or shlex.join(sys.argv),
         **saved_gated_parameters(output_dir),
+        anchor=None if run.anchor is None else Anchor.load(output_dir).to_dict(),
     )
     write_card(output_dir, card)
     if not keep_checkpoints:
@@ -274,7 +293,12 @@ class _Run:
             scorer = SparseCrossEncoderModel(net, AttentionPattern(window=config.window))
         self.forward = PairForward(scorer, tokenizer, query_length=config.query_length, doc_length=config.doc_length,
                                    micro_batch_size=config.micro_batch_size, device=device, amp=config.amp)
-        self.optimizer = _optimizer(net, config)
+        self.anchor = None
+        if config.anchor is not None:
+            self.anchor = LearnedAnchor(*config.anchor).to(device)
+            if state is not None and state.get("anchor") is not None:
+                self.anchor.load_state_dict(state["anchor"])
+        self.optimizer = _optimizer(net, config, self.anchor)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config))
         self.progress = {"step": 0, "best_step": 0, "best_score": None, "stale_evals": 0, "curve": [],
                          "window": [], "elapsed_s": 0.0, "stopped_early": False}
@@ -286,10 +310,15 @@ class _Run:
 
     def checkpoint(self) -> None:
         """Saves a resumable checkpoint in ``_training/last``."""
-        save_model_dir(self.work / "last", self.net, self.tokenizer, state={
+        save_model_dir(self.work / "last", self.net, self.tokenizer, anchor=self.current_anchor(), state={
             **self.saved, "progress": self.progress,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "anchor": None if self.anchor is None else self.anchor.state_dict(),
         })
+
+    def current_anchor(self):
+        """The anchor as learnt so far (``None`` for a model without one)."""
+        return None if self.anchor is None else self.anchor.anchor()
 
     def record(self, step: int) -> None:
         """Adds a point to the curve (mean loss since the last one, validation score) and keeps the best model."""
@@ -298,12 +327,13 @@ class _Run:
         progress["window"] = []
         if self.validation is not None:
             self.net.eval()
-            score = self.validation.evaluate(lambda queries, texts: self.forward.score(queries, texts))
+            score = self.validation.evaluate(lambda queries, texts: self.forward.score(queries, texts),
+                                             anchor=self.current_anchor())
             self.net.train()
             point[self.validation.metric] = score
             if progress["best_score"] is None or score > progress["best_score"] + self.config.min_delta:
                 progress.update(best_score=score, best_step=step, stale_evals=0)
-                save_model_dir(self.work / "best", self.net, self.tokenizer)
+                save_model_dir(self.work / "best", self.net, self.tokenizer, anchor=self.current_anchor())
             else:
                 progress["stale_evals"] += 1
             if self.config.patience is not None and progress["stale_evals"] >= self.config.patience:
@@ -325,7 +355,8 @@ class _Run:
         while progress["step"] < config.steps and not progress["stopped_early"]:
             step = progress["step"] + 1
             torch.manual_seed(config.seed * 1_000_003 + step)
-            value = _train_step(self.forward, _sample_step(source, config, step, loss.needs_teacher), loss, config)
+            groups = _sample_step(source, config, step, loss.needs_teacher)
+            value = _train_step(self.forward, groups, loss, config, self.anchor)
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), config.max_grad_norm)
             self.optimizer.step()
@@ -347,16 +378,22 @@ class _Run:
         bar.close()
 
 
-def _train_step(forward: PairForward, groups: list[TrainingGroup], loss: GroupLoss, config: TrainConfig) -> float:
+def _train_step(forward: PairForward, groups: list[TrainingGroup], loss: GroupLoss, config: TrainConfig,
+                anchor: LearnedAnchor | None = None) -> float:
     queries = [group.query for group in groups for _ in group.texts]
     texts = [text for group in groups for text in group.texts]
     pool_sizes = torch.tensor([group.pool_size for group in groups], dtype=torch.float32, device=forward.device)
     teacher = None
     if loss.needs_teacher:
         teacher = torch.tensor([group.teacher_scores for group in groups], dtype=torch.float32, device=forward.device)
+    mix = lambda logits: logits  # noqa: E731 - the model's scores as they are, without an anchor
+    if anchor is not None:
+        first_stage = torch.tensor([group.first_stage_scores for group in groups], dtype=torch.float32,
+                                   device=forward.device)
+        mix = lambda logits: anchor(logits, first_stage)  # noqa: E731
     return forward.backward(
         queries, texts, group_size=config.num_negatives + 1,
-        loss_fn=lambda logits: loss(logits, pool_sizes=pool_sizes, teacher_scores=teacher),
+        loss_fn=lambda logits: loss(mix(logits), pool_sizes=pool_sizes, teacher_scores=teacher),
     )
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pyterrier as pt
 
 from .._frames import require_columns, require_str_ids, require_texts
+from ..anchor import Anchor, first_stage_scores
 from .negatives import positives_by_query
 
 
@@ -109,9 +110,17 @@ class RerankValidation:
         run = pd.DataFrame({"query_id": self.candidates["qid"], "doc_id": self.candidates["docno"], "score": scores})
         return float(ir_measures.calc_aggregate([self._measure], self._qrels, run)[self._measure])
 
-    def evaluate(self, score_pairs: Callable[[list[str], list[str]], np.ndarray]) -> float:
-        """Scores every (query, text) candidate with ``score_pairs`` and returns the metric of that ranking."""
-        return self.measure(score_pairs(self.candidates["query"].tolist(), self.candidates["text"].tolist()))
+    def evaluate(self, score_pairs: Callable[[list[str], list[str]], np.ndarray], *,
+                 anchor: Anchor | None = None) -> float:
+        """Scores every (query, text) candidate with ``score_pairs`` and returns the metric of that ranking.
+
+        With an ``anchor`` the scores are first mixed with the candidates' first-stage ``score``, per query.
+        """
+        scores = score_pairs(self.candidates["query"].tolist(), self.candidates["text"].tolist())
+        if anchor is not None:
+            first_stage = first_stage_scores(self.candidates, who=f"validation {self.name!r}")
+            scores = anchor.combine(self.candidates["qid"].to_numpy(), first_stage, scores)
+        return self.measure(scores)
 
     def first_stage_score(self) -> float | None:
         """Returns the metric of the candidates' own ``score`` order, or ``None`` without a ``score`` column."""
