@@ -23,18 +23,28 @@ import torch
 
 from pyterrier_shallow import BiEncoder, CrossEncoder, TextLoader, datasets
 from pyterrier_shallow.bm25 import bm25
+from pyterrier_shallow.gated import idf_term_weights
 
 COLLECTIONS = ["nfcorpus:dev", "cranfield", "cisi", "vaswani", "nfcorpus:test"]
 
 
-def scorer(spec: str):
-    """The transformer a ``bi:PATH`` (``bi:minilm``: all-MiniLM-L6-v2's cosine) or ``ce:PATH`` spec names."""
+def scorer(spec: str, documents: list[dict]):
+    """The transformer a scorer spec names.
+
+    ``bi:PATH`` is a bi-encoder's cosine (``bi:minilm``: all-MiniLM-L6-v2), ``ce:PATH`` a cross-encoder scoring
+    alone (``ce:default``: the shipped one), and ``ce-idf:PATH`` the same with its token-match term weighed by the
+    inverse document frequencies of the collection being ranked instead of the training collections'.
+    """
     kind, _, path = spec.partition(":")
     if kind == "bi":
         return BiEncoder(None if path == "minilm" else path, warn_truncation=False).text_scorer()
-    if kind == "ce":
-        return CrossEncoder(None if path == "default" else path, warn_truncation=False)
-    raise ValueError(f"a scorer spec is bi:PATH or ce:PATH, not {spec!r}")
+    if kind in ("ce", "ce-idf"):
+        model = CrossEncoder(None if path == "default" else path, warn_truncation=False, anchor=False)
+        if kind == "ce-idf":
+            weights = idf_term_weights(model.tokenizer, (document["text"] for document in documents))
+            model.network.set_term_weights(weights)
+        return model
+    raise ValueError(f"a scorer spec is bi:PATH, ce:PATH or ce-idf:PATH, not {spec!r}")
 
 
 def collection_parts(spec: str):
@@ -78,7 +88,7 @@ def main() -> None:
             if path.is_file():
                 continue
             start = time.perf_counter()
-            scored = scorer(scorer_spec)(with_text)
+            scored = scorer(scorer_spec, documents)(with_text)
             scored[["qid", "docno", "score"]].to_pickle(path.with_suffix(".tmp"))
             path.with_suffix(".tmp").rename(path)
             print(f"{spec} {name}: {len(scored)} pairs, {time.perf_counter() - start:.0f} s", flush=True)

@@ -23,16 +23,20 @@ half on two CPU cores, index build included (``--depth 100`` is the full-size ex
 
 
 def default_rerankers(model: str | None = None, *, verbose: bool = False) -> dict[str, pt.Transformer]:
-    """Returns the demo's rerankers: the cross-encoder ``model`` (or the shipped one), then all-MiniLM-L6-v2's cosine.
+    """Returns the demo's rerankers: the untrained hybrid, then the cross-encoder ``model`` (or the shipped one).
+
+    The hybrid is BM25's score and all-MiniLM-L6-v2's cosine, each standardised over the query's candidates and
+    added with equal weights (``BiEncoder().text_scorer(anchor=True)``): no training at all, and the floor that an
+    anchored reranker starts from.
 
     Args:
         model: A cross-encoder (hub id or folder); ``None`` uses the one shipped with the package, if any.
         verbose: Show progress bars.
     """
-    rerankers = {}
+    rerankers = {"hybrid (BM25 + MiniLM cosine, untrained)": BiEncoder(verbose=verbose, warn_truncation=False)
+                 .text_scorer(anchor=True)}
     if model is not None or (DEFAULT_CROSS_ENCODER_DIR / "config.json").is_file():
         rerankers["CrossEncoder"] = CrossEncoder(model, verbose=verbose, warn_truncation=False)
-    rerankers["MiniLM bi-encoder"] = BiEncoder(verbose=verbose, warn_truncation=False).text_scorer()
     return rerankers
 
 

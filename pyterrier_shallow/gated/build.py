@@ -12,6 +12,7 @@ import torch
 from pyterrier_shallow._hf import load_pretrained, minilm_path, quiet_transformers
 from pyterrier_shallow._io import atomic_write_dir, atomic_write_json
 from pyterrier_shallow._tokenizers import prepare_tokenizer
+from pyterrier_shallow.anchor import ANCHOR_FILE
 from pyterrier_shallow.gated.model import GatedBertConfig, GatedBertRanker
 from pyterrier_shallow.gated.term_weights import idf_term_weights
 
@@ -217,7 +218,7 @@ def ship_checkpoint(run_dir: str | os.PathLike, output_dir: str | os.PathLike) -
     lines = [_LOAD_NOTE if line.startswith("Load it with") else line for line in readme.splitlines()]
     readme = "\n".join(lines).replace("# Cross-encoder trained", "# Gated cross-encoder trained", 1)
     extra = {"README.md": (readme.rstrip() + "\n\n" + LICENCE_NOTE).encode("utf-8")}
-    for name in ("training_card.json", "model_init.json"):
+    for name in ("training_card.json", "model_init.json", ANCHOR_FILE):
         if (run_dir / name).is_file():
             extra[name] = (run_dir / name).read_bytes()
     return save_delta(model.eval(), tokenizer, output_dir, extra_files=extra)

@@ -1,0 +1,103 @@
+"""Chooses anchor weights by leaving one training collection out at a time, then reports the held-out figures once.
+
+Reads what ``benchmarks/anchor_components.py`` wrote (BM25's top candidates and each component's scores), mixes
+components as per-query z-scores, ``sum_i w_i * z(component_i)``, and measures nDCG@10::
+
+    python benchmarks/anchor_selection.py --work runs/anchor --out docs/anchor_selection.json
+
+For every mix family (BM25 + one model, with the model's weight on a grid; or several components on a grid), the
+weights are chosen on the training collections: for each one left out, the weights with the best mean over the
+others are measured on it (the leave-one-domain-out figure); the weights that ship are those with the best mean over
+all of them. Only then are the held-out collections scored, with those weights, beside BM25 and the untrained
+equal-weight hybrid of BM25 and the cosine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+from _machine import describe_machine
+
+from pyterrier_shallow.anchor import per_query_zscores
+
+TRAINING = ["nfcorpus-dev", "cranfield", "cisi"]
+HELD_OUT = ["vaswani", "nfcorpus-test"]
+MODEL_WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0]
+GRID = [0.0, 0.5, 1.0, 2.0]
+
+
+def load(folder: Path, components: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """BM25's candidates with one z-scored column per component, and the qrels."""
+    frame = pd.read_pickle(folder / "bm25.pkl")[["qid", "docno", "score"]].rename(columns={"score": "bm25"})
+    for name in components:
+        scores = pd.read_pickle(folder / f"{name}.pkl")[["qid", "docno", "score"]].rename(columns={"score": name})
+        frame = frame.merge(scores, on=["qid", "docno"], how="left", validate="one_to_one")
+        if frame[name].isna().any():
+            raise ValueError(f"{folder}: {name} misses some candidates")
+    for name in ["bm25", *components]:
+        frame[f"z_{name}"] = per_query_zscores(frame["qid"].to_numpy(), frame[name].to_numpy())
+    return frame, pd.read_pickle(folder / "qrels.pkl")
+
+
+def ndcg(frame: pd.DataFrame, qrels: pd.DataFrame, weights: dict[str, float]) -> float:
+    """nDCG@10 of the candidates ranked by ``sum w * z(component)`` (BM25's order breaks ties)."""
+    score = sum(weight * frame[f"z_{name}"].to_numpy() for name, weight in weights.items() if weight)
+    score = score + 1e-9 * frame["z_bm25"].to_numpy()
+    run = frame[["qid", "docno"]].assign(score=score)
+    return float(pt.Evaluate(run, qrels, metrics=[pt.measures.nDCG @ 10])["nDCG@10"])
+
+
+def families(components: list[str]) -> dict[str, list[dict[str, float]]]:
+    """The weight grids searched, by family name."""
+    found = {f"BM25 + {name}": [{"bm25": 1.0, name: weight} for weight in MODEL_WEIGHTS] for name in components}
+    models = [name for name in components if name != "cos"]
+    for model in models:
+        found[f"BM25 + cos + {model}"] = [
+            {"bm25": a, "cos": b, model: c} for a, b, c in itertools.product(GRID, GRID, GRID) if a + b + c > 0
+        ]
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/anchor"))
+    parser.add_argument("--components", nargs="+", default=["cos", "ce3", "ce6"])
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    data = {name: load(args.work / name, args.components) for name in TRAINING + HELD_OUT}
+    fixed = {"BM25": {"bm25": 1.0}, "hybrid (BM25 + cos, equal)": {"bm25": 1.0, "cos": 1.0}}
+    fixed.update({f"{name} alone": {name: 1.0} for name in args.components})
+    report: dict = {"machine": describe_machine(), "training": TRAINING, "held_out": HELD_OUT, "fixed": {},
+                    "families": {}}
+    for label, weights in fixed.items():
+        report["fixed"][label] = {name: round(ndcg(*data[name], weights), 4) for name in TRAINING + HELD_OUT}
+    for family, grid in families(args.components).items():
+        table = np.array([[ndcg(*data[name], weights) for name in TRAINING] for weights in grid])
+        lodo = {}
+        for index, left_out in enumerate(TRAINING):
+            others = [i for i in range(len(TRAINING)) if i != index]
+            best = int(np.argmax(table[:, others].mean(axis=1)))
+            lodo[left_out] = {"weights": grid[best], "nDCG@10": round(float(table[best, index]), 4)}
+        chosen = int(np.argmax(table.mean(axis=1)))
+        weights = grid[chosen]
+        report["families"][family] = {
+            "leave_one_out": lodo,
+            "leave_one_out_mean": round(float(np.mean([row["nDCG@10"] for row in lodo.values()])), 4),
+            "chosen": weights,
+            "training_mean": round(float(table[chosen].mean()), 4),
+            "held_out": {name: round(ndcg(*data[name], weights), 4) for name in HELD_OUT},
+        }
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
