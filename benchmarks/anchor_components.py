@@ -1,8 +1,9 @@
-"""Scores BM25's top candidates with each component an anchored reranker can mix, once, for later mixing.
+"""Scores a first stage's top candidates with each component an anchored reranker can mix, once, for later mixing.
 
-For every collection, BM25 (pyterrier-pisa) retrieves the top ``--depth`` of each query; every named scorer then
-scores those candidates, and each (collection, scorer) pair is written to ``--out`` as a pkl of ``qid``,
-``docno`` and ``score`` (skipped when it exists, so an interrupted run resumes). ``benchmarks/anchor_selection.py``
+For every collection, the first stage (BM25 with pyterrier-pisa, or dense retrieval) retrieves the top ``--depth`` of
+each query (``bm25.pkl`` or ``dense.pkl``); every named scorer then scores those candidates, and each (collection,
+scorer) pair is written to ``--out`` as a pickle of ``qid``, ``docno`` and ``score`` (skipped when it exists, so an
+interrupted run resumes). ``benchmarks/anchor_selection.py``
 mixes the columns as per-query z-scores and chooses weights by leaving one training collection out at a time::
 
     python benchmarks/anchor_components.py --out runs/anchor --threads 2 \
@@ -21,19 +22,20 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pyterrier_shallow import BiEncoder, CrossEncoder, TextLoader, datasets
+from pyterrier_shallow import BiEncoder, CrossEncoder, FaissIndex, PolyEncoder, TextLoader, datasets
 from pyterrier_shallow.bm25 import bm25
 from pyterrier_shallow.gated import idf_term_weights
 
 COLLECTIONS = ["nfcorpus:dev", "cranfield", "cisi", "vaswani", "nfcorpus:test"]
 
 
-def scorer(spec: str, documents: list[dict]):
+def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None):
     """The transformer a scorer spec names.
 
     ``bi:PATH`` is a bi-encoder's cosine (``bi:minilm``: all-MiniLM-L6-v2), ``ce:PATH`` a cross-encoder scoring
     alone (``ce:default``: the shipped one), and ``ce-idf:PATH`` the same with its token-match term weighed by the
     inverse document frequencies of the collection being ranked instead of the training collections'.
+    ``poly:default`` is the shipped poly-encoder over the vectors of the dense first stage's index.
     """
     kind, _, path = spec.partition(":")
     if kind == "bi":
@@ -44,7 +46,11 @@ def scorer(spec: str, documents: list[dict]):
             weights = idf_term_weights(model.tokenizer, (document["text"] for document in documents))
             model.network.set_term_weights(weights)
         return model
-    raise ValueError(f"a scorer spec is bi:PATH, ce:PATH or ce-idf:PATH, not {spec!r}")
+    if kind == "poly":
+        if index is None:
+            raise ValueError("poly: scores the vectors of a dense index: use --first-stage dense")
+        return PolyEncoder(None if path == "default" else path).reranker(index, anchor=False)
+    raise ValueError(f"a scorer spec is bi:PATH, ce:PATH, ce-idf:PATH or poly:PATH, not {spec!r}")
 
 
 def collection_parts(spec: str):
@@ -65,7 +71,9 @@ def main() -> None:
     parser.add_argument("--collections", nargs="+", default=COLLECTIONS)
     parser.add_argument("--depth", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--index-dir", type=Path, default=Path("runs/cache/anchor-bm25"))
+    parser.add_argument("--first-stage", choices=["bm25", "dense"], default="bm25",
+                        help="BM25 (PISA) or dense retrieval (all-MiniLM-L6-v2, exact FAISS index)")
+    parser.add_argument("--index-dir", type=Path, default=Path("runs/cache/anchor-indices"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -75,11 +83,19 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         topics, qrels, documents = collection_parts(spec)
         qrels.to_pickle(folder / "qrels.pkl")
-        candidates_path = folder / "bm25.pkl"
+        candidates_path = folder / f"{args.first_stage}.pkl"
+        index = None
+        if args.first_stage == "dense":
+            index = FaissIndex(args.index_dir / f"{spec.replace(':', '-')}.faiss")
+            if not index.built():
+                index.indexer(BiEncoder(), verbose=False).index(documents)
         if candidates_path.is_file():
             candidates = pd.read_pickle(candidates_path)
         else:
-            first = bm25(documents, args.index_dir / spec.replace(":", "-"), num_results=args.depth) % args.depth
+            if index is not None:
+                first = index.retriever(BiEncoder(), num_results=args.depth) % args.depth
+            else:
+                first = bm25(documents, args.index_dir / spec.replace(":", "-"), num_results=args.depth) % args.depth
             candidates = first(topics)
             candidates[["qid", "docno", "query", "score", "rank"]].to_pickle(candidates_path)
         with_text = TextLoader(documents)(candidates[["qid", "docno", "query", "score", "rank"]])
@@ -88,7 +104,7 @@ def main() -> None:
             if path.is_file():
                 continue
             start = time.perf_counter()
-            scored = scorer(scorer_spec, documents)(with_text)
+            scored = scorer(scorer_spec, documents, index)(with_text)
             scored[["qid", "docno", "score"]].to_pickle(path.with_suffix(".tmp"))
             path.with_suffix(".tmp").rename(path)
             print(f"{spec} {name}: {len(scored)} pairs, {time.perf_counter() - start:.0f} s", flush=True)

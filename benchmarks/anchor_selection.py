@@ -32,56 +32,65 @@ MODEL_WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0]
 GRID = [0.0, 0.5, 1.0, 2.0]
 
 
-def load(folder: Path, components: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """BM25's candidates with one z-scored column per component, and the qrels."""
-    frame = pd.read_pickle(folder / "bm25.pkl")[["qid", "docno", "score"]].rename(columns={"score": "bm25"})
+def load(folder: Path, components: list[str], first: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The first stage's candidates with one z-scored column per component (the first stage's too), and the qrels."""
+    frame = pd.read_pickle(folder / f"{first}.pkl")[["qid", "docno", "score"]].rename(columns={"score": first})
     for name in components:
         scores = pd.read_pickle(folder / f"{name}.pkl")[["qid", "docno", "score"]].rename(columns={"score": name})
         frame = frame.merge(scores, on=["qid", "docno"], how="left", validate="one_to_one")
         if frame[name].isna().any():
             raise ValueError(f"{folder}: {name} misses some candidates")
-    for name in ["bm25", *components]:
+    frame["z_first"] = 0.0
+    for name in [first, *components]:
         frame[f"z_{name}"] = per_query_zscores(frame["qid"].to_numpy(), frame[name].to_numpy())
+    frame["z_first"] = frame[f"z_{first}"]
     return frame, pd.read_pickle(folder / "qrels.pkl")
 
 
 def ndcg(frame: pd.DataFrame, qrels: pd.DataFrame, weights: dict[str, float]) -> float:
-    """nDCG@10 of the candidates ranked by ``sum w * z(component)`` (BM25's order breaks ties)."""
+    """nDCG@10 of the candidates ranked by ``sum w * z(component)`` (the first stage's order breaks ties)."""
     score = sum(weight * frame[f"z_{name}"].to_numpy() for name, weight in weights.items() if weight)
-    score = score + 1e-9 * frame["z_bm25"].to_numpy()
+    score = score + 1e-9 * frame["z_first"].to_numpy()
     run = frame[["qid", "docno"]].assign(score=score)
     return float(pt.Evaluate(run, qrels, metrics=[pt.measures.nDCG @ 10])["nDCG@10"])
 
 
-def families(components: list[str]) -> dict[str, list[dict[str, float]]]:
+def families(components: list[str], first: str) -> dict[str, list[dict[str, float]]]:
     """The weight grids searched, by family name."""
-    found = {f"BM25 + {name}": [{"bm25": 1.0, name: weight} for weight in MODEL_WEIGHTS] for name in components}
-    models = [name for name in components if name != "cos"]
-    for model in models:
-        found[f"BM25 + cos + {model}"] = [
-            {"bm25": a, "cos": b, model: c} for a, b, c in itertools.product(GRID, GRID, GRID) if a + b + c > 0
-        ]
+    found = {f"{first} + {name}": [{first: 1.0, name: weight} for weight in MODEL_WEIGHTS] for name in components}
+    if "cos" in components:
+        for model in (name for name in components if name != "cos"):
+            found[f"{first} + cos + {model}"] = [
+                {first: a, "cos": b, model: c} for a, b, c in itertools.product(GRID, GRID, GRID) if a + b + c > 0
+            ]
     return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("runs/anchor"))
+    parser.add_argument("--first-stage", default="bm25", help="bm25 or dense: the candidates' first stage")
     parser.add_argument("--components", nargs="+", default=["cos", "ce3", "ce6"])
+    parser.add_argument("--training", nargs="+", default=TRAINING, help="the collections weights are chosen on")
+    parser.add_argument("--held-out", nargs="*", default=HELD_OUT, help="the collections reported once")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    data = {name: load(args.work / name, args.components) for name in TRAINING + HELD_OUT}
-    fixed = {"BM25": {"bm25": 1.0}, "hybrid (BM25 + cos, equal)": {"bm25": 1.0, "cos": 1.0}}
+    first = args.first_stage
+    training, held_out = args.training, args.held_out
+    data = {name: load(args.work / name, args.components, first) for name in training + held_out}
+    fixed = {first: {first: 1.0}}
+    if "cos" in args.components:
+        fixed[f"hybrid ({first} + cos, equal)"] = {first: 1.0, "cos": 1.0}
     fixed.update({f"{name} alone": {name: 1.0} for name in args.components})
-    report: dict = {"machine": describe_machine(), "training": TRAINING, "held_out": HELD_OUT, "fixed": {},
-                    "families": {}}
+    report: dict = {"machine": describe_machine(), "first_stage": first, "training": training, "held_out": held_out,
+                    "fixed": {}, "families": {}}
     for label, weights in fixed.items():
-        report["fixed"][label] = {name: round(ndcg(*data[name], weights), 4) for name in TRAINING + HELD_OUT}
-    for family, grid in families(args.components).items():
-        table = np.array([[ndcg(*data[name], weights) for name in TRAINING] for weights in grid])
+        report["fixed"][label] = {name: round(ndcg(*data[name], weights), 4) for name in training + held_out}
+    for family, grid in families(args.components, first).items():
+        table = np.array([[ndcg(*data[name], weights) for name in training] for weights in grid])
         lodo = {}
-        for index, left_out in enumerate(TRAINING):
-            others = [i for i in range(len(TRAINING)) if i != index]
+        for index, left_out in enumerate(training):
+            others = [i for i in range(len(training)) if i != index]
             best = int(np.argmax(table[:, others].mean(axis=1)))
             lodo[left_out] = {"weights": grid[best], "nDCG@10": round(float(table[best, index]), 4)}
         chosen = int(np.argmax(table.mean(axis=1)))
@@ -91,7 +100,7 @@ def main() -> None:
             "leave_one_out_mean": round(float(np.mean([row["nDCG@10"] for row in lodo.values()])), 4),
             "chosen": weights,
             "training_mean": round(float(table[chosen].mean()), 4),
-            "held_out": {name: round(ndcg(*data[name], weights), 4) for name in HELD_OUT},
+            "held_out": {name: round(ndcg(*data[name], weights), 4) for name in held_out},
         }
     text = json.dumps(report, indent=1)
     print(text)

@@ -151,3 +151,18 @@ def test_train_poly_command_distils_into_a_query_tower(shared_data, tmp_path):
     assert main(["train-poly", "--out", str(out / "x"), "--distill", "cisi", "--device", "cpu"]) == 2  # no teacher
     assert main(["train-poly", "--out", str(out / "x"), "--codes", "4", "16", "--tune", "both", "--data", "cisi",
                  "--device", "cpu"]) == 2  # one encoder fine-tuned at a time
+
+
+def test_train_poly_over_dense_candidates_takes_pseudo_queries(shared_data, tmp_path):
+    """Pseudo-queries are drawn from dense retrieval over their bodies, as topics are from the collection's index."""
+    from pyterrier_shallow.cli import main
+
+    out = tmp_path / "poly"
+    argv = ["train-poly", "--out", str(out), "--codes", "4", "--candidates", "dense",
+            "--distill", "pseudo-title:cisi", "--max-pseudo-queries", "12", "--teacher", "hybrid",
+            "--distill-depth", "8", "--validate", "cisi", "--val-queries", "4", "--val-depth", "5", "--steps", "2",
+            "--eval-every", "1", "--queries-per-step", "2", "--negatives", "3", "--query-length", "16",
+            "--doc-length", "32", "--teacher-doc-length", "32", "--data-root", str(shared_data),
+            "--index-dir", str(tmp_path / "cache"), "--device", "cpu", "--quiet"]
+    assert main(argv) == 0
+    assert PolyEncoder(out).card["data"]["name"] == "distil-dense:pseudo-title:cisi"

@@ -156,7 +156,8 @@ def run_train_poly(args: argparse.Namespace, *, argv: Sequence[str] | None = Non
             else:
                 teacher = make_teacher(args, first_stage_column=BM25_COLUMN)
                 sources += [pools.source(spec, teacher, depth=args.distill_depth,
-                                         held_out=held_out if spec.label == validation_label else set())
+                                         held_out=held_out if spec.label == validation_label else set(),
+                                         max_pseudo_queries=args.max_pseudo_queries, seed=args.seed)
                             for spec in args.distill]
         source = combine_sources(sources, weights)
         config = PolyTrainConfig(

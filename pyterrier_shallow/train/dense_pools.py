@@ -96,21 +96,45 @@ class DensePools:
         """The dense top ``depth`` of ``spec``'s documents (``(spec, depth)``, as validation asks for)."""
         return self.index(spec).retriever(self.encoder, num_results=depth)
 
-    def source(self, spec, teacher, *, depth: int, held_out: set[str], bm25_depth: int = 1000):
-        """A distillation source: ``spec``'s topics (less ``held_out``), dense top ``depth``, scored by ``teacher``."""
+    def source(self, spec, teacher, *, depth: int, held_out: set[str], bm25_depth: int = 1000,
+               max_pseudo_queries: int | None = None, seed: int = 0):
+        """A distillation source: dense top ``depth`` candidates scored by ``teacher``.
+
+        The queries are ``spec``'s topics (less ``held_out``) or, for ``pseudo-title:`` and ``pseudo-sentence:``
+        data, up to ``max_pseudo_queries`` pseudo-queries of its corpus (drawn with ``seed``), whose candidates are
+        the bodies, indexed densely and with BM25 as the cross-encoder's pseudo-queries are.
+        """
         from .distillation import DistillationSource, score_with_teacher
 
-        if spec.kind != "ranking":
-            raise ValueError(f"dense candidates are drawn for a collection's topics, not {spec.kind!r} data "
-                             f"({spec.label})")
-        topics, _ = self.collections.topics_qrels(spec)
-        topics = topics[~topics["qid"].isin(held_out)].reset_index(drop=True)
-        docs = self.collections.docs(spec)
-        candidates = dense_candidates_with_bm25(self.retriever(spec, depth), self.collections.bm25(spec, bm25_depth),
-                                                topics, docs, depth=depth)
+        if spec.kind in ("pseudo-title", "pseudo-sentence"):
+            topics, docs, dense, lexical = self._pseudo_input(spec, depth, bm25_depth, max_pseudo_queries, seed)
+            name = f"distil-dense:{spec.kind}:{spec.label}"
+        elif spec.kind == "ranking":
+            topics, _ = self.collections.topics_qrels(spec)
+            topics = topics[~topics["qid"].isin(held_out)].reset_index(drop=True)
+            docs = self.collections.docs(spec)
+            dense, lexical = self.retriever(spec, depth), self.collections.bm25(spec, bm25_depth)
+            name = f"distil-dense:{spec.label}"
+        else:
+            raise ValueError(f"dense candidates are drawn for a collection's topics or pseudo-queries, not "
+                             f"{spec.kind!r} data ({spec.label})")
+        candidates = dense_candidates_with_bm25(dense, lexical, topics, docs, depth=depth)
         scored = score_with_teacher(teacher, candidates, cache_dir=self.collections.index_dir / "teacher",
                                     key=f"{teacher!r}|dense{depth}", verbose=self.collections.verbose)
-        return DistillationSource(scored, name=f"distil-dense:{spec.label}")
+        return DistillationSource(scored, name=name)
+
+    def _pseudo_input(self, spec, depth: int, bm25_depth: int, max_queries: int | None, seed: int):
+        """Pseudo-queries of ``spec``'s corpus, their bodies, and dense and BM25 retrievers over the bodies."""
+        from .data import corpus_iter
+        from .pseudo_queries import bodies_retriever, pseudo_queries
+
+        mode = "title" if spec.kind == "pseudo-title" else "first_sentence"
+        topics, _, bodies = pseudo_queries(corpus_iter(self.collections.dataset(spec.name), spec.split), mode=mode,
+                                           max_queries=max_queries, seed=seed)
+        lexical, folder = bodies_retriever(bodies, self.collections.index_dir / "pseudo", depth=bm25_depth,
+                                           verbose=self.collections.verbose)
+        index = dense_index_of(bodies, self.root / "dense" / folder, self.encoder, verbose=self.collections.verbose)
+        return topics, bodies, index.retriever(self.encoder, num_results=depth), lexical
 
     def stored_vectors(self) -> tuple[list[str], np.ndarray]:
         """Every indexed document's text and stored vector, to spare encoding them again."""
