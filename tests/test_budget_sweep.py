@@ -178,12 +178,13 @@ def test_sweep_command_takes_stored_vector_scorers_and_poly_encoders(tmp_path, c
     encoder = pts.BiEncoder(warn_truncation=False)
     pts.FaissIndex(tmp_path / "dense").indexer(encoder, verbose=False).index(docs)
     out = tmp_path / "out"
-    argv = ["sweep", "dense=dense:", "poly=poly:", "--queries", "2", "--depths", "1,3", "--latency-queries", "1"]
+    argv = ["sweep", "dense=dense:", "poly=poly:", "hybrid=hybrid:", "--queries", "2", "--depths", "1,3",
+            "--latency-queries", "1"]
     argv += ["--index-dir", str(tmp_path / "index"), "--dense-index", str(tmp_path / "dense"), "--out", str(out),
              "--quiet"]
     assert main(argv) == 0
     table = pd.read_csv(out / "sweep.csv")
-    assert set(table["model"]) == {"first stage", "dense", "poly"}
+    assert set(table["model"]) == {"first stage", "dense", "poly", "hybrid"}
     assert table["nDCG@10"].notna().all()
     assert main(["sweep", "dense:somewhere", "--queries", "1", "--depths", "1", "--index-dir",
                  str(tmp_path / "index"), "--dense-index", str(tmp_path / "dense"), "--quiet"]) == 2

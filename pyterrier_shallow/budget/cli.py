@@ -12,6 +12,8 @@ DENSE = "dense:"
 """The prefix of a spec that names a bi-encoder scoring with document vectors stored in a dense index."""
 POLY = "poly:"
 """The prefix of a spec that names a poly-encoder scoring with document vectors stored in a dense index."""
+HYBRID = "hybrid:"
+"""The spec of the untrained hybrid: BM25's score and the stored vectors' cosine, as per-query z-scores added."""
 
 
 def add_sweep_parser(subparsers) -> None:
@@ -31,7 +33,8 @@ def add_sweep_parser(subparsers) -> None:
             "rerankers as NAME=SPEC (or SPEC, named after it): a cross-encoder's folder or hub id, "
             f"{BI_ENCODER}[PATH][@LAYERS] for a bi-encoder scorer that encodes the candidates' text (all-MiniLM-L6-v2 "
             f"without PATH; its first LAYERS layers with @LAYERS), {DENSE} for all-MiniLM-L6-v2 scoring with the "
-            f"document vectors of --dense-index, or {POLY}[PATH] for a poly-encoder scoring with them (the shipped "
+            f"document vectors of --dense-index, {HYBRID} for the untrained hybrid of BM25 and that cosine "
+            f"(per-query z-scores, equal weights), or {POLY}[PATH] for a poly-encoder scoring with them (the shipped "
             f"one without PATH), e.g. two={BI_ENCODER}@2 six={BI_ENCODER} poly={POLY}"
         ),
     )
@@ -125,7 +128,7 @@ class _StoredVectors:
 
 def _reranker(spec: str, *, precision: str, work: Path, dense_index: _StoredVectors):
     """A cross-encoder for a folder or hub id; a bi-encoder or poly-encoder scorer for the prefixed specs."""
-    if not spec.startswith((BI_ENCODER, DENSE, POLY)):
+    if not spec.startswith((BI_ENCODER, DENSE, POLY, HYBRID)):
         from pyterrier_shallow.cross_encoder import CrossEncoder
 
         return CrossEncoder(spec, precision=precision, warn_truncation=False)
@@ -133,11 +136,12 @@ def _reranker(spec: str, *, precision: str, work: Path, dense_index: _StoredVect
 
     if precision != "float32":
         raise ValueError(f"--precision {precision} applies to cross-encoders only, not to {spec!r}")
-    if spec.startswith(DENSE):
-        if spec != DENSE:
-            raise ValueError(f"{spec!r}: {DENSE} takes no path; it scores with all-MiniLM-L6-v2's stored vectors")
+    if spec.startswith((DENSE, HYBRID)):
+        prefix = DENSE if spec.startswith(DENSE) else HYBRID
+        if spec != prefix:
+            raise ValueError(f"{spec!r}: {prefix} takes no path; it scores with all-MiniLM-L6-v2's stored vectors")
         encoder = BiEncoder(warn_truncation=False)
-        return dense_index.index(encoder).scorer(encoder)
+        return dense_index.index(encoder).scorer(encoder, anchor=prefix == HYBRID)
     if spec.startswith(POLY):
         from pyterrier_shallow.poly import PolyEncoder
 
