@@ -24,7 +24,7 @@ import torch
 
 from pyterrier_shallow import BiEncoder, CrossEncoder, FaissIndex, PolyEncoder, TextLoader, datasets
 from pyterrier_shallow.bm25 import bm25
-from pyterrier_shallow.gated import idf_term_weights
+from pyterrier_shallow.gated import use_corpus_term_weights
 
 COLLECTIONS = ["nfcorpus:dev", "cranfield", "cisi", "vaswani", "nfcorpus:test"]
 
@@ -43,8 +43,7 @@ def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None):
     if kind in ("ce", "ce-idf"):
         model = CrossEncoder(None if path == "default" else path, warn_truncation=False, anchor=False)
         if kind == "ce-idf":
-            weights = idf_term_weights(model.tokenizer, (document["text"] for document in documents))
-            model.network.set_term_weights(weights)
+            use_corpus_term_weights(model, (document["text"] for document in documents))
         return model
     if kind == "poly":
         if index is None:

@@ -131,3 +131,21 @@ def test_term_weights_are_checked(matched):
     plain, _ = gated_from_bi_encoder(num_layers=1)
     with pytest.raises(ValueError, match="no token-match term"):
         plain.set_term_weights(torch.ones(plain.config.vocab_size))
+
+
+def test_a_shipped_model_can_weigh_terms_as_the_ranked_collection_does(corpus, pairs):
+    from pyterrier_shallow._hf import SHALLOW_CROSS_ENCODER_DIR
+    from pyterrier_shallow.gated import use_corpus_term_weights
+
+    if not (SHALLOW_CROSS_ENCODER_DIR / "config.json").is_file():
+        pytest.skip("no 2-layer model shipped")
+    reranker = pts.CrossEncoder(SHALLOW_CROSS_ENCODER_DIR, warn_truncation=False, anchor=False)
+    shipped = reranker.network.term_weights.clone()
+    before = reranker(pairs)["score"].to_numpy()
+    texts = (corpus["title"] + " " + corpus["text"]).tolist()
+    assert use_corpus_term_weights(reranker, texts) is reranker
+    torch.testing.assert_close(reranker.network.term_weights, idf_term_weights(reranker.tokenizer, texts))
+    assert not torch.equal(reranker.network.term_weights, shipped)
+    assert not np.allclose(reranker(pairs)["score"].to_numpy(), before)
+    with pytest.raises(ValueError, match="no token-match term"):
+        use_corpus_term_weights(pts.CrossEncoder(pts.gated.DEEP_MODEL_DIR), texts)

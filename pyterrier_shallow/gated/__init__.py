@@ -17,6 +17,7 @@ _EXPORTS = {
     "register_auto_classes": ".build:register_auto_classes",
     "save_delta": ".build:save_delta",
     "ship_checkpoint": ".build:ship_checkpoint",
+    "use_corpus_term_weights": ".term_weights:use_corpus_term_weights",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
         ship_checkpoint,
     )
     from pyterrier_shallow.gated.model import GatedBertConfig, GatedBertRanker
-    from pyterrier_shallow.gated.term_weights import idf_term_weights
+    from pyterrier_shallow.gated.term_weights import idf_term_weights, use_corpus_term_weights
 
 __all__ = [
     "DEEP_MODEL_DIR",
@@ -49,4 +50,5 @@ __all__ = [
     "register_auto_classes",
     "save_delta",
     "ship_checkpoint",
+    "use_corpus_term_weights",
 ]

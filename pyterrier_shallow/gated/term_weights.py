@@ -52,3 +52,28 @@ def idf_term_weights(tokenizer, texts: Iterable[str], *, max_length: int = 512, 
     weights = np.log1p((total - counts + 0.5) / (counts + 0.5)).astype(np.float32)
     weights[np.asarray(tokenizer.all_special_ids, dtype=np.int64)] = 0.0
     return torch.from_numpy(weights)
+
+
+def use_corpus_term_weights(reranker, texts: Iterable[str], *, max_length: int = 512):
+    """Weighs a gated reranker's token-match term by the inverse document frequencies of ``texts`` (in place).
+
+    A shipped model carries the weights of the collections it was trained on; on another domain those weigh its
+    terms wrongly. Pass the documents of the collection being ranked (e.g. ``d["text"] for d in
+    dataset.get_corpus_iter()``) to weigh terms as that collection does.
+
+    Args:
+        reranker: A :class:`~pyterrier_shallow.CrossEncoder` whose model is a gated cross-encoder with the term.
+        texts: The collection's documents.
+        max_length: Tokens counted per text.
+
+    Returns:
+        The same reranker.
+
+    Raises:
+        ValueError: When the reranker's model has no token-match term.
+    """
+    network = reranker.network
+    if not getattr(network.config, "match_term", False):
+        raise ValueError(f"{reranker!r} has no token-match term to weigh (a gated model made with match_term=True)")
+    network.set_term_weights(idf_term_weights(reranker.tokenizer, texts, max_length=max_length))
+    return reranker
