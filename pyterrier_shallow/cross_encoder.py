@@ -97,7 +97,8 @@ class CrossEncoder(FrameTransformer):
         anchor: How the first stage's ``score`` is mixed in: ``None``, as the model's folder says (none when its
             folder has no ``anchor.json``); ``False``, never (the model's score alone); ``True``, the folder's mix or
             equal weights; or an :class:`~pyterrier_shallow.Anchor` with weights of its own.
-        warn_truncation: Warn, with counts, when queries or documents were truncated.
+        warn_truncation: Warn, with counts, the first time queries or documents are truncated (once per reranker;
+            ``truncation_totals`` keeps the running counts and ``last_stats`` those of the last call).
         verbose: Show a progress bar over batches.
     """
 
@@ -142,6 +143,9 @@ class CrossEncoder(FrameTransformer):
         self.warn_truncation = warn_truncation
         self.verbose = verbose
         self.last_stats = ScoringStats()
+        self.truncation_totals = ScoringStats()
+        """Pairs scored and queries and documents truncated over every call so far (the other counts stay 0)."""
+        self._warned_truncation = False
         self._network = None
         self._tokenizer = None
         self._pairs = None
@@ -257,11 +261,18 @@ class CrossEncoder(FrameTransformer):
         return scores
 
     def _report_truncation(self, stats: ScoringStats) -> None:
-        if not self.warn_truncation or not (stats.truncated_docs or stats.truncated_queries):
+        """Adds the call's truncations to :attr:`truncation_totals` and warns the first time there are any."""
+        totals = self.truncation_totals
+        totals.pairs += stats.pairs
+        totals.truncated_docs += stats.truncated_docs
+        totals.truncated_queries += stats.truncated_queries
+        if not self.warn_truncation or self._warned_truncation or not (stats.truncated_docs or stats.truncated_queries):
             return
+        self._warned_truncation = True
         pairs = self._pairs
         warn_user(
             f"{type(self).__name__} truncated {stats.truncated_docs} of {stats.pairs} documents "
             f"(max_length={pairs.max_length}, doc_length={pairs.doc_length}) and {stats.truncated_queries} queries "
-            f"(query_length={pairs.query_length}); pass warn_truncation=False to silence this."
+            f"(query_length={pairs.query_length}). Reported once per reranker: `truncation_totals` keeps the running "
+            f"counts and `last_stats` those of the last call; pass warn_truncation=False to silence this."
         )

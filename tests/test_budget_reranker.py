@@ -109,6 +109,18 @@ def test_calibrates_itself_on_the_first_query(cross_encoder, candidates):
     assert len(out) == len(candidates)
 
 
+def test_warmup_fits_the_cost_model_before_the_first_query(cross_encoder, candidates):
+    reranker = BudgetedReranker(cross_encoder, budget_ms=1e6)
+    assert reranker.warmup() is reranker  # on the bundled Vaswani collection
+    fitted = reranker.cost_model
+    assert fitted is not None and fitted.ms_per_token > 0
+    assert reranker.warmup() is reranker and reranker.cost_model is fitted  # once only
+    other = BudgetedReranker(cross_encoder, budget_ms=1e6).warmup(candidates)
+    assert other.cost_model.ms_per_token > 0
+    with pytest.raises(KeyError, match="warmup needs the column"):
+        BudgetedReranker(cross_encoder, budget_ms=1e6).warmup(candidates.drop(columns=["text"]))
+
+
 def test_contract(cross_encoder, candidates):
     reranker = _budgeted(cross_encoder, GENEROUS)
     empty = reranker(candidates.head(0))

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,6 +58,13 @@ def test_truncation_is_counted_and_reported(shallow_checkpoint, nfcorpus_pairs):
         scorer(nfcorpus_pairs)
     assert scorer.last_stats.truncated_docs == expected
     assert scorer.last_stats.tokens == sum(min(length, 128) for length in lengths)
+    # reported once per reranker: a query-by-query loop does not warn at every query, the totals keep counting
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _, query in nfcorpus_pairs.groupby("qid"):
+            scorer(query)
+    assert scorer.truncation_totals.truncated_docs == 2 * expected
+    assert scorer.truncation_totals.pairs == 2 * len(nfcorpus_pairs)
 
 
 def test_long_query_is_cut_to_query_length_and_counted(shallow_checkpoint, nfcorpus_pairs):

@@ -23,11 +23,12 @@ class BudgetedReranker(FrameTransformer):
     Queries are served one at a time. For each, the candidates are taken in first-stage order (``rank``, else
     ``score``), their exact pair lengths in tokens are counted (in chunks, only as far as could fit), and the longest
     prefix whose predicted scoring time fits what is left of the budget is reranked; the remaining candidates follow
-    below it in first-stage order. The prediction is a :class:`TokenCostModel` fitted on this machine (on the first
-    query seen, untimed, unless given) whose per-token cost is updated after every query, and the time spent outside
-    scoring (tokenising, assembling the frame) is tracked too and kept out of the budget. Longer texts therefore get a
-    shallower rerank, shorter texts a deeper one. An anchored reranker (see :mod:`pyterrier_shallow.anchor`) mixes
-    the first stage's ``score`` into its own over the reranked prefix alone, which stays above the rest.
+    below it in first-stage order. The prediction is a :class:`TokenCostModel` fitted on this machine (by
+    :meth:`warmup`, or else on the first query seen, untimed, unless given) whose per-token cost is updated after
+    every query, and the time spent outside scoring (tokenising, assembling the frame) is tracked too and kept out of
+    the budget. Longer texts therefore get a shallower rerank, shorter texts a deeper one. An anchored reranker (see
+    :mod:`pyterrier_shallow.anchor`) mixes the first stage's ``score`` into its own over the reranked prefix alone,
+    which stays above the rest.
 
     Example::
 
@@ -120,6 +121,34 @@ class BudgetedReranker(FrameTransformer):
         lengths = self.pair_lengths(queries, texts)
         self.cost_model = calibrate(self.reranker.score_pairs, queries, texts, lengths)
         return self.cost_model
+
+    def warmup(self, inp: pd.DataFrame | None = None) -> BudgetedReranker:
+        """Loads the reranker's weights and fits the cost model now, rather than on the first query served.
+
+        Without it the first call does both (untimed, but it takes seconds: reading the weights, then timing the
+        reranker on up to 64 pairs). Does nothing when a cost model is already there.
+
+        Args:
+            inp: A result frame (``qid``, ``query``, ``docno`` and the text field) whose first query to calibrate on;
+                ``None`` takes the first query of the bundled Vaswani collection and 64 of its documents.
+
+        Returns:
+            This reranker, ready to serve.
+        """
+        if self.cost_model is not None:
+            return self
+        if inp is None:
+            from pyterrier_shallow.datasets import vaswani
+
+            collection = vaswani()
+            query = collection.get_topics().iloc[0]
+            docs = [doc for doc, _ in zip(collection.get_corpus_iter(), range(64), strict=False)]
+            inp = pd.DataFrame({"qid": query["qid"], "query": query["query"], "docno": [doc["docno"] for doc in docs],
+                                self.text_field: [doc["text"] for doc in docs]})
+        require_columns(inp, ["qid", "docno", "query", self.text_field], who="BudgetedReranker.warmup")
+        ordered = first_stage_order(inp)
+        self.calibrate(ordered[ordered["qid"] == ordered["qid"].iloc[0]])
+        return self
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         """Reranks each query's top candidates within the budget; returns every row, float32 score, fresh rank."""
