@@ -73,6 +73,9 @@ def main() -> None:
     parser.add_argument("--components", nargs="+", default=["cos", "ce3", "ce6"])
     parser.add_argument("--training", nargs="+", default=TRAINING, help="the collections weights are chosen on")
     parser.add_argument("--held-out", nargs="*", default=HELD_OUT, help="the collections reported once")
+    parser.add_argument("--fixed", action="append", default=[],
+                        help="LABEL=COMPONENT:WEIGHT,...: a mix with weights set elsewhere (a trained model's anchor)")
+    parser.add_argument("--skip-families", action="store_true", help="report the fixed mixes only")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     first = args.first_stage
@@ -82,11 +85,14 @@ def main() -> None:
     if "cos" in args.components:
         fixed[f"hybrid ({first} + cos, equal)"] = {first: 1.0, "cos": 1.0}
     fixed.update({f"{name} alone": {name: 1.0} for name in args.components})
+    for item in args.fixed:
+        label, _, mix = item.partition("=")
+        fixed[label] = {name: float(weight) for name, weight in (part.split(":") for part in mix.split(","))}
     report: dict = {"machine": describe_machine(), "first_stage": first, "training": training, "held_out": held_out,
                     "fixed": {}, "families": {}}
     for label, weights in fixed.items():
         report["fixed"][label] = {name: round(ndcg(*data[name], weights), 4) for name in training + held_out}
-    for family, grid in families(args.components, first).items():
+    for family, grid in ({} if args.skip_families else families(args.components, first)).items():
         table = np.array([[ndcg(*data[name], weights) for name in training] for weights in grid])
         lodo = {}
         for index, left_out in enumerate(training):

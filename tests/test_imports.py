@@ -17,6 +17,7 @@ def test_importing_the_package_does_not_import_training():
         "import sys, pyterrier_shallow as pts\n"
         "pts.CrossEncoder, pts.BiEncoder, pts.PolyEncoder, pts.SparseCrossEncoder, pts.TextLoader\n"
         "import pyterrier_shallow.gated, pyterrier_shallow.dense, pyterrier_shallow.bm25\n"
+        "import pyterrier_shallow.gated.build, pyterrier_shallow.anchor, pyterrier_shallow.budget.sweep\n"
         "training = ('pyterrier_shallow.train', 'pyterrier_shallow.poly.train')\n"
         "loaded = [m for m in sys.modules if m.startswith(training)]\n"
         "print(loaded)\n"
