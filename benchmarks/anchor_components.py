@@ -59,7 +59,8 @@ def collection_parts(spec: str):
     split = split or None
     topics = collection.get_topics(split)
     qrels = collection.get_qrels(split)
-    documents = list(collection.get_corpus_iter(split=split))
+    documents = [document for document in collection.get_corpus_iter(split=split)  # Cranfield has empty ones
+                 if f"{document.get('title', '')} {document.get('text', '')}".strip()]
     judged = set(qrels["qid"])
     return topics[topics["qid"].isin(judged)].reset_index(drop=True), qrels, documents
 
@@ -96,7 +97,8 @@ def main() -> None:
             else:
                 first = bm25(documents, args.index_dir / spec.replace(":", "-"), num_results=args.depth) % args.depth
             candidates = first(topics)
-            candidates[["qid", "docno", "query", "score", "rank"]].to_pickle(candidates_path)
+            candidates[["qid", "docno", "query", "score", "rank"]].to_pickle(candidates_path.with_suffix(".tmp"))
+            candidates_path.with_suffix(".tmp").rename(candidates_path)
         with_text = TextLoader(documents)(candidates[["qid", "docno", "query", "score", "rank"]])
         for name, scorer_spec in named.items():
             path = folder / f"{name}.pkl"

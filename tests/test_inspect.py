@@ -66,6 +66,9 @@ def _transformers(name, *, vaswani, docs, bi_encoder, faiss_index, bm25_slice, c
         "TextLoader(iterator)": lambda: pts.TextLoader(iter(docs)),
         "BM25Retriever": lambda: bm25_slice,
         "BiEncoder.text_scorer": lambda: bi_encoder.text_scorer(),
+        "BiEncoder.text_scorer(anchor)": lambda: bi_encoder.text_scorer(anchor=True),
+        "CrossEncoder(anchor)": lambda: pts.CrossEncoder(checkpoint, anchor=pts.Anchor(first_stage=0.5),
+                                                         warn_truncation=False),
         "BiEncoder.query_encoder": lambda: bi_encoder.query_encoder(),
         "BiEncoder.doc_encoder": lambda: bi_encoder.doc_encoder(),
         "FaissIndex.retriever": lambda: faiss_index.retriever(bi_encoder, num_results=5),
@@ -83,7 +86,7 @@ NAMES = [
     "CrossEncoder", "SparseCrossEncoder", "SparseCrossEncoder.from_cross_encoder", "TextLoader(dataset)",
     "TextLoader(iterator)", "BM25Retriever", "BiEncoder.text_scorer", "BiEncoder.query_encoder",
     "BiEncoder.doc_encoder", "FaissIndex.retriever", "ScoreFusion", "PolyEncoder.text_scorer", "PolyEncoder.reranker",
-    "FaissIndex.scorer", "BudgetedReranker",
+    "FaissIndex.scorer", "BudgetedReranker", "BiEncoder.text_scorer(anchor)", "CrossEncoder(anchor)",
 ]
 
 

@@ -11,6 +11,7 @@ import torch
 from _ranking import assert_fresh_ranks
 
 import pyterrier_shallow as pts
+from pyterrier_shallow.anchor import Anchor
 from pyterrier_shallow.datasets import vaswani
 from pyterrier_shallow.poly import PolyCodes, PolyEncoder, PolyTrainConfig, train_codes
 from pyterrier_shallow.train.data import PairsSource
@@ -304,7 +305,10 @@ def test_shipped_default_poly_encoder(candidates):
         names = list(weights.keys())
         assert {weights.get_slice(name).get_dtype() for name in names} == {"F16"}
     assert not any("word_embeddings" in name for name in names)  # taken from the base
-    scored = poly.text_scorer()(candidates)
+    anchor = Anchor.load(DEFAULT_POLY_ENCODER_DIR)  # mixed with the first stage, as chosen over dense candidates
+    assert anchor is not None and anchor.first_stage > 0 and anchor.model > 0
+    assert poly.text_scorer().anchoring == anchor and poly.text_scorer(anchor=False).anchoring is None
+    scored = poly.text_scorer(anchor=False)(candidates)  # these candidates have no first-stage score
     assert scored["score"].dtype == np.float32 and np.isfinite(scored["score"]).all()
     untuned = PolyEncoder.fresh(poly.bi_encoder)
     untuned.codes.load_state_dict(poly.codes.state_dict())
@@ -328,7 +332,7 @@ def test_shipped_default_ranks_above_its_bi_encoder_on_held_out_nfcorpus_queries
     queries = dict(zip(topics["qid"], poly.bi_encoder.encode_queries(topics["query"].tolist())))
     cosine = candidates.assign(score=[float(queries[qid] @ vector)
                                       for qid, vector in zip(candidates["qid"], candidates["doc_vec"])])
-    scored = poly.text_scorer()(candidates)
+    scored = poly.text_scorer(anchor=False)(candidates)  # the poly-encoder's own score against its bi-encoder's
     ndcg = {name: pt.Evaluate(pt.model.add_ranks(frame.drop(columns=["rank"])), qrels, metrics=["ndcg_cut_10"])
             for name, frame in (("cosine", cosine), ("poly", scored))}
     # Held out it stands above its bi-encoder: here 0.405 against 0.393 (dense top 100 on all 323 queries: 0.323
