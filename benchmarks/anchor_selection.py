@@ -77,6 +77,7 @@ def main() -> None:
                         help="LABEL=COMPONENT:WEIGHT,...: a mix with weights set elsewhere (a trained model's anchor)")
     parser.add_argument("--skip-families", action="store_true", help="report the fixed mixes only")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the tables as markdown here")
     args = parser.parse_args()
     first = args.first_stage
     training, held_out = args.training, args.held_out
@@ -112,6 +113,30 @@ def main() -> None:
     print(text)
     if args.out is not None:
         args.out.write_text(text + "\n")
+    if args.markdown is not None:
+        args.markdown.write_text(markdown(report) + "\n")
+
+
+def _mix(weights: dict[str, float]) -> str:
+    return " + ".join(f"{weight:g} {name}" for name, weight in weights.items() if weight) or "nothing"
+
+
+def markdown(report: dict) -> str:
+    """The report as two markdown tables: fixed mixes on every collection, and each family's choice."""
+    training, held_out = report["training"], report["held_out"]
+    lines = ["| mix | " + " | ".join(training + held_out) + " |", "|---|" + "---:|" * len(training + held_out)]
+    for label, row in report["fixed"].items():
+        lines.append(f"| {label} | " + " | ".join(f"{row[name]:.4f}" for name in training + held_out) + " |")
+    lines += ["", "| family | " + " | ".join(f"{name} left out" for name in training)
+              + " | mean left out | chosen on all | " + " | ".join(held_out) + " |",
+              "|---|" + "---:|" * (len(training) + 1) + "---|" + "---:|" * len(held_out)]
+    for family, found in report["families"].items():
+        rows = [found["leave_one_out"][name] for name in training]
+        left_out = " | ".join(f"{row['nDCG@10']:.4f} ({_mix(row['weights'])})" for row in rows)
+        held = " | ".join(f"{found['held_out'][name]:.4f}" for name in held_out)
+        mean, chosen = found["leave_one_out_mean"], _mix(found["chosen"])
+        lines.append(f"| {family} | {left_out} | {mean:.4f} | {chosen} | {held} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

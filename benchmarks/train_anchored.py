@@ -77,7 +77,7 @@ def main() -> None:
         sources.append(DistillationSource(frame, name=f"distil:{spec}"))
     source = MixedSource(sources) if len(sources) > 1 else sources[0]
 
-    frame, qrels = scored_candidates(args.work, args.validate, args.teacher)
+    frame, qrels = scored_candidates(args.work, args.validate, {})  # validation needs no teacher
     qids = sorted(frame["qid"].unique())[: args.val_queries]
     candidates = frame[frame["qid"].isin(qids) & (frame["rank"] < args.val_depth)]
     validation = RerankValidation(candidates, qrels, name=args.validate, depth=args.val_depth)
