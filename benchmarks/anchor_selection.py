@@ -128,14 +128,14 @@ def markdown(report: dict) -> str:
     for label, row in report["fixed"].items():
         lines.append(f"| {label} | " + " | ".join(f"{row[name]:.4f}" for name in training + held_out) + " |")
     lines += ["", "| family | " + " | ".join(f"{name} left out" for name in training)
-              + " | mean left out | chosen on all | " + " | ".join(held_out) + " |",
+              + " | mean left out | chosen on all |" + "".join(f" {name} |" for name in held_out),
               "|---|" + "---:|" * (len(training) + 1) + "---|" + "---:|" * len(held_out)]
     for family, found in report["families"].items():
         rows = [found["leave_one_out"][name] for name in training]
         left_out = " | ".join(f"{row['nDCG@10']:.4f} ({_mix(row['weights'])})" for row in rows)
-        held = " | ".join(f"{found['held_out'][name]:.4f}" for name in held_out)
+        held = "".join(f" {found['held_out'][name]:.4f} |" for name in held_out)
         mean, chosen = found["leave_one_out_mean"], _mix(found["chosen"])
-        lines.append(f"| {family} | {left_out} | {mean:.4f} | {chosen} | {held} |")
+        lines.append(f"| {family} | {left_out} | {mean:.4f} | {chosen} |{held}")
     return "\n".join(lines)
 
 
