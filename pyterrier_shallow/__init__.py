@@ -22,13 +22,14 @@ _EXPORTS = {
     "SparseCrossEncoder": ".sparse.cross_encoder:SparseCrossEncoder",
     "TextLoader": ".text_loader:TextLoader",
     "bm25_index": ".bm25:bm25_index",
-    **{package: f".{package}" for package in ("budget", "datasets", "dense", "gated", "poly", "sparse", "train")},
+    **{package: f".{package}" for package in ("anchor", "budget", "datasets", "dense", "gated", "poly", "sparse",
+                                              "train")},
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from pyterrier_shallow import budget, datasets, dense, gated, poly, sparse, train
+    from pyterrier_shallow import anchor, budget, datasets, dense, gated, poly, sparse, train
     from pyterrier_shallow.anchor import Anchor
     from pyterrier_shallow.bm25 import bm25_index
     from pyterrier_shallow.cross_encoder import CrossEncoder, ScoringStats
@@ -49,6 +50,7 @@ __all__ = [
     "SparseCrossEncoder",
     "TextLoader",
     "__version__",
+    "anchor",
     "bm25_index",
     "budget",
     "datasets",
