@@ -12,6 +12,7 @@ from pyterrier_shallow import datasets
 from pyterrier_shallow._cache import cache_dir
 from pyterrier_shallow._hf import DEFAULT_CROSS_ENCODER_DIR
 from pyterrier_shallow._warnings import pipelines_timed_apart
+from pyterrier_shallow.anchor import HYBRID
 from pyterrier_shallow.bm25 import bm25
 from pyterrier_shallow.cross_encoder import CrossEncoder
 from pyterrier_shallow.dense import BiEncoder
@@ -23,18 +24,18 @@ half on two CPU cores, index build included (``--depth 100`` is the full-size ex
 
 
 def default_rerankers(model: str | None = None, *, verbose: bool = False) -> dict[str, pt.Transformer]:
-    """Returns the demo's rerankers: the untrained hybrid, then the cross-encoder ``model`` (or the shipped one).
+    """Returns the demo's rerankers: the default hybrid, then the cross-encoder ``model`` (or the shipped one).
 
     The hybrid is BM25's score and all-MiniLM-L6-v2's cosine, each standardised over the query's candidates and
-    added with equal weights (``BiEncoder().text_scorer(anchor=True)``): no training at all, and the floor that an
-    anchored reranker starts from.
+    added, the cosine weighed 3 (``BiEncoder().text_scorer(anchor=anchor.HYBRID)``): no model is trained, and held
+    out it ranks above every model trained here. The shipped cross-encoder is anchored on BM25's score too.
 
     Args:
         model: A cross-encoder (hub id or folder); ``None`` uses the one shipped with the package, if any.
         verbose: Show progress bars.
     """
-    rerankers = {"hybrid (BM25 + MiniLM cosine, untrained)": BiEncoder(verbose=verbose, warn_truncation=False)
-                 .text_scorer(anchor=True)}
+    rerankers = {"hybrid z(BM25) + 3 z(MiniLM cosine)": BiEncoder(verbose=verbose, warn_truncation=False)
+                 .text_scorer(anchor=HYBRID)}
     if model is not None or (DEFAULT_CROSS_ENCODER_DIR / "config.json").is_file():
         rerankers["CrossEncoder"] = CrossEncoder(model, verbose=verbose, warn_truncation=False)
     return rerankers

@@ -16,7 +16,7 @@ def test_demo_runs_offline_on_the_bundled_collection(tmp_path, capsys, monkeypat
     assert status == 0
     bm25_row = next(line for line in out.splitlines() if line.strip().startswith("BM25 "))
     assert "0.4667" in bm25_row  # nDCG@10 of BM25 on Vaswani, the reference figure
-    assert "BM25 >> hybrid (BM25 + MiniLM cosine, untrained) (top 10)" in out
+    assert "BM25 >> hybrid z(BM25) + 3 z(MiniLM cosine) (top 10)" in out
     assert "BM25 >> CrossEncoder (top 10)" in out
 
 
