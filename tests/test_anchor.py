@@ -169,7 +169,8 @@ def test_the_sweep_mixes_each_depth_as_the_pipeline_does(tmp_path):
 
 def test_the_poly_encoder_anchors_too(candidates, tmp_path):
     poly = pts.PolyEncoder()
-    plain = poly.text_scorer()(candidates)
+    assert poly.text_scorer().anchoring == Anchor.load(poly.path)  # the shipped poly-encoder's own mix
+    plain = poly.text_scorer(anchor=False)(candidates)
     anchored = poly.text_scorer(anchor=Anchor(first_stage=2.0, model=1.0))(candidates)
     both = candidates.merge(plain[["qid", "docno", "score"]], on=["qid", "docno"], suffixes=("", "_poly"))
     expected = 2.0 * _zscores_by_hand(both, "score") + _zscores_by_hand(both, "score_poly")
