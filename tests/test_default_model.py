@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from pyterrier_shallow import CrossEncoder, TextLoader, datasets
+from pyterrier_shallow import Anchor, CrossEncoder, TextLoader, datasets
 from pyterrier_shallow._hf import DEEP_CROSS_ENCODER_DIR, DEFAULT_CROSS_ENCODER_DIR, SHALLOW_CROSS_ENCODER_DIR
 from pyterrier_shallow.bm25 import bm25
 
@@ -61,6 +61,16 @@ def test_the_card_records_the_command_the_data_and_the_gates(folder):
     assert "licen" in readme.lower()
     assert len(card["gates"]) == _config(folder)["num_hidden_layers"]
     assert max(layer["max"] for layer in card["gates"]) > 0  # cross-attention opened
+
+
+@pytest.mark.parametrize("folder", [pytest.param(DEFAULT_CROSS_ENCODER_DIR, id="default", marks=needs_default),
+                                    pytest.param(DEEP_CROSS_ENCODER_DIR, id="6 layers", marks=needs_deep)])
+def test_the_shipped_anchor_is_read_and_was_chosen_without_the_held_out_collections(folder):
+    anchor = Anchor.load(folder)
+    assert anchor is not None and anchor.first_stage > 0 and anchor.model > 0
+    assert "leaving one of NFCorpus dev, Cranfield and CISI out" in anchor.source
+    assert CrossEncoder(folder).anchoring == anchor and CrossEncoder(folder, anchor=False).anchoring is None
+    assert "## Anchored scores" in (folder / "README.md").read_text()
 
 
 @needs_default
