@@ -35,7 +35,8 @@ def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None):
     ``bi:PATH`` is a bi-encoder's cosine (``bi:minilm``: all-MiniLM-L6-v2), ``ce:PATH`` a cross-encoder scoring
     alone (``ce:default``: the shipped one), and ``ce-idf:PATH`` the same with its token-match term weighed by the
     inverse document frequencies of the collection being ranked instead of the training collections'.
-    ``poly:default`` is the shipped poly-encoder over the vectors of the dense first stage's index.
+    ``poly:default`` is the shipped poly-encoder alone, over the vectors of the collection's dense index (built when
+    absent), whatever the first stage.
     """
     kind, _, path = spec.partition(":")
     if kind == "bi":
@@ -47,7 +48,7 @@ def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None):
         return model
     if kind == "poly":
         if index is None:
-            raise ValueError("poly: scores the vectors of a dense index: use --first-stage dense")
+            raise ValueError("poly: scores the vectors of a dense index, which was not built")
         return PolyEncoder(None if path == "default" else path).reranker(index, anchor=False)
     raise ValueError(f"a scorer spec is bi:PATH, ce:PATH, ce-idf:PATH or poly:PATH, not {spec!r}")
 
@@ -85,7 +86,7 @@ def main() -> None:
         qrels.to_pickle(folder / "qrels.pkl")
         candidates_path = folder / f"{args.first_stage}.pkl"
         index = None
-        if args.first_stage == "dense":
+        if args.first_stage == "dense" or any(spec_.startswith("poly:") for spec_ in named.values()):
             index = FaissIndex(args.index_dir / f"{spec.replace(':', '-')}.faiss")
             if not index.built():
                 index.indexer(BiEncoder(), verbose=False).index(documents)
