@@ -121,6 +121,16 @@ trained. ``anchor=True`` gives the equal-weight hybrid instead. Figures: ``docs/
 """
 
 
+def _spread(qids, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row its query's code and centred value; per query its standard deviation and whether it has no spread."""
+    codes = pd.factorize(np.asarray(qids, dtype=object))[0]
+    counts = np.bincount(codes)
+    means = np.bincount(codes, weights=values) / counts
+    centred = values - means[codes]
+    stds = np.sqrt(np.bincount(codes, weights=centred * centred) / counts)
+    return codes, centred, stds, stds <= _FLAT * np.maximum(1.0, np.abs(means))
+
+
 def per_query_zscores(qids, values) -> np.ndarray:
     """Standardises ``values`` over the rows of each query (population standard deviation).
 
@@ -129,25 +139,15 @@ def per_query_zscores(qids, values) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if len(values) == 0:
         return values
-    codes = pd.factorize(np.asarray(qids, dtype=object))[0]
-    counts = np.bincount(codes)
-    means = np.bincount(codes, weights=values) / counts
-    centred = values - means[codes]
-    stds = np.sqrt(np.bincount(codes, weights=centred * centred) / counts)
-    flat = stds <= _FLAT * np.maximum(1.0, np.abs(means))
+    codes, centred, stds, flat = _spread(qids, values)
     safe = np.where(flat, 1.0, stds)
     return np.where(flat[codes], 0.0, centred / safe[codes])
 
 
 def flat_queries(qids, values) -> int:
-    """Counts the queries whose ``values`` have no spread (one row, or all equal)."""
+    """Counts the queries whose ``values`` have no spread: those :func:`per_query_zscores` gives z-scores of 0."""
     values = np.asarray(values, dtype=np.float64)
-    if len(values) == 0:
-        return 0
-    codes = pd.factorize(np.asarray(qids, dtype=object))[0]
-    spread = pd.Series(values).groupby(codes).agg(lambda group: group.max() - group.min()).to_numpy()
-    scale = pd.Series(np.abs(values)).groupby(codes).max().to_numpy()
-    return int(np.sum(spread <= _FLAT * np.maximum(1.0, scale)))
+    return 0 if len(values) == 0 else int(_spread(qids, values)[3].sum())
 
 
 def resolve_anchor(anchor: Anchor | bool | None, folder: object = None) -> Anchor | None:

@@ -10,7 +10,7 @@ import pytest
 from _budget_helpers import vaswani_stage
 
 import pyterrier_shallow as pts
-from pyterrier_shallow.anchor import ANCHOR_FILE, Anchor, per_query_zscores
+from pyterrier_shallow.anchor import ANCHOR_FILE, Anchor, flat_queries, per_query_zscores
 from pyterrier_shallow.budget import BudgetedReranker, TokenCostModel, sweep
 from pyterrier_shallow.gated import init_gated_cross_encoder
 from pyterrier_shallow.sparse import SparseCrossEncoder
@@ -49,6 +49,7 @@ def test_zscores_are_standardised_per_query_and_zero_without_spread():
         assert z[rows].mean() == pytest.approx(0, abs=1e-12) and z[rows].std() == pytest.approx(1)
         np.testing.assert_allclose(z[rows], _zscores_by_hand(frame, "v")[rows])
     assert z[5] == 0 and (z[6:] == 0).all()  # one candidate; equal scores
+    assert flat_queries(qids, values) == 2  # exactly the queries whose z-scores are 0
 
 
 def test_anchor_checks_its_weights():
