@@ -135,6 +135,7 @@ def sweep(
     text = text_loader if text_loader is not None else pt.Transformer.identity()
     candidates = first_stage_order((first_stage % depths[-1] >> text)(topics))
     head = positions(candidates)
+    qids = candidates["qid"].to_numpy()
 
     rows = [{"model": FIRST_STAGE, "depth": 0, str(measure): _evaluate(candidates, qrels, measure)}]
     for name, reranker in rerankers.items():
@@ -143,14 +144,13 @@ def sweep(
         scores = without_anchor(reranker)(candidates)
         scores = candidates[["qid", "docno"]].merge(scores[["qid", "docno", "score"]], how="left")["score"]
         for depth in depths:
+            reranked = head < depth
             depth_scores = scores.to_numpy()
             if anchoring is not None:  # z-scores over the top `depth` candidates, as `% depth >> reranker` gives
-                rows_in = head < depth
                 depth_scores = depth_scores.copy()
-                depth_scores[rows_in] = anchoring.combine(
-                    candidates["qid"].to_numpy()[rows_in], first_scores[rows_in], depth_scores[rows_in]
-                )
-            run = merge_reranked(candidates, head < depth, depth_scores)
+                depth_scores[reranked] = anchoring.combine(qids[reranked], first_scores[reranked],
+                                                           depth_scores[reranked])
+            run = merge_reranked(candidates, reranked, depth_scores)
             rows.append({"model": name, "depth": depth, str(measure): _evaluate(run, qrels, measure)})
     table = pd.DataFrame(rows)
 
