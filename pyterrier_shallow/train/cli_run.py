@@ -150,7 +150,8 @@ def training_source(spec: DataSpec, args, collections: Collections, held_out: se
 def distillation_source(spec: DataSpec, args, collections: Collections, held_out: set[str], teacher):
     """The groups a ``--distill`` value describes: BM25 candidates of its queries, scored by ``teacher``."""
     if spec.kind in ("pseudo-title", "pseudo-sentence"):
-        topics, first_stage, docs = _pseudo_distillation_input(spec, args, collections)
+        topics, first_stage, docs, _ = pseudo_distillation_input(
+            spec, collections, max_queries=args.max_pseudo_queries, seed=args.seed, depth=args.distill_depth)
     elif spec.kind == "ranking":
         topics, _ = collections.topics_qrels(spec)
         topics = topics[~topics["qid"].isin(held_out)].reset_index(drop=True)
@@ -165,16 +166,25 @@ def distillation_source(spec: DataSpec, args, collections: Collections, held_out
     )
 
 
-def _pseudo_distillation_input(spec: DataSpec, args, collections: Collections):
-    """Pseudo-queries of a corpus, BM25 over the documents' bodies, and the bodies, for the teacher to score."""
+def pseudo_distillation_input(spec: DataSpec, collections: Collections, *, max_queries: int | None, seed: int,
+                              depth: int):
+    """Pseudo-queries of ``spec``'s corpus, BM25 over the documents' bodies, the bodies, and that index's folder name.
+
+    Args:
+        spec: ``pseudo-title:`` or ``pseudo-sentence:`` data.
+        collections: Where the corpus and the index folder come from.
+        max_queries: Pseudo-queries drawn at most.
+        seed: Seeds the draw.
+        depth: BM25 results a pseudo-query.
+    """
     from .pseudo_queries import bodies_retriever, pseudo_queries
 
     mode = "title" if spec.kind == "pseudo-title" else "first_sentence"
     topics, _, docs = pseudo_queries(corpus_iter(collections.dataset(spec.name), spec.split), mode=mode,
-                                     max_queries=args.max_pseudo_queries, seed=args.seed)
-    retriever, _ = bodies_retriever(docs, collections.index_dir / "pseudo", depth=args.distill_depth,
-                                    verbose=collections.verbose)
-    return topics, retriever, docs
+                                     max_queries=max_queries, seed=seed)
+    retriever, folder = bodies_retriever(docs, collections.index_dir / "pseudo", depth=depth,
+                                         verbose=collections.verbose)
+    return topics, retriever, docs, folder
 
 
 def make_teacher(args: argparse.Namespace, *, first_stage_column: str = "score"):

@@ -125,14 +125,10 @@ class DensePools:
 
     def _pseudo_input(self, spec, depth: int, bm25_depth: int, max_queries: int | None, seed: int):
         """Pseudo-queries of ``spec``'s corpus, their bodies, and dense and BM25 retrievers over the bodies."""
-        from .data import corpus_iter
-        from .pseudo_queries import bodies_retriever, pseudo_queries
+        from .cli_run import pseudo_distillation_input
 
-        mode = "title" if spec.kind == "pseudo-title" else "first_sentence"
-        topics, _, bodies = pseudo_queries(corpus_iter(self.collections.dataset(spec.name), spec.split), mode=mode,
-                                           max_queries=max_queries, seed=seed)
-        lexical, folder = bodies_retriever(bodies, self.collections.index_dir / "pseudo", depth=bm25_depth,
-                                           verbose=self.collections.verbose)
+        topics, lexical, bodies, folder = pseudo_distillation_input(
+            spec, self.collections, max_queries=max_queries, seed=seed, depth=bm25_depth)
         index = dense_index_of(bodies, self.root / "dense" / folder, self.encoder, verbose=self.collections.verbose)
         return topics, bodies, index.retriever(self.encoder, num_results=depth), lexical
 
