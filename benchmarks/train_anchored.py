@@ -24,7 +24,7 @@ import torch
 from anchor_components import collection_parts
 
 from pyterrier_shallow.anchor import per_query_zscores
-from pyterrier_shallow.gated import is_delta, load_delta
+from pyterrier_shallow.gated import is_delta, load_delta, register_auto_classes
 from pyterrier_shallow.train import DistillationSource, MixedSource, RerankValidation, TrainConfig, make_loss, train
 
 
@@ -49,6 +49,14 @@ def scored_candidates(work: Path, spec: str, teacher: dict[str, float]) -> tuple
     return frame, qrels
 
 
+def load_gated_folder(folder: str) -> tuple:
+    """A full gated checkpoint folder as ``(model, tokenizer)``."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    register_auto_classes()
+    return AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("runs/anchor"))
@@ -67,6 +75,8 @@ def main() -> None:
     parser.add_argument("--head-lr", type=float, default=2e-2)
     parser.add_argument("--scale-lr", type=float, default=1e-2)
     parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--cross-layers", type=int, default=None,
+                        help="only the top N layers read the query (their document states below are precomputable)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -82,6 +92,10 @@ def main() -> None:
     candidates = frame[frame["qid"].isin(qids) & (frame["rank"] < args.val_depth)]
     validation = RerankValidation(candidates, qrels, name=args.validate, depth=args.val_depth)
     student = load_delta(args.student) if is_delta(args.student) else args.student
+    if args.cross_layers is not None:
+        if not isinstance(student, tuple):
+            student = load_gated_folder(student)
+        student[0].confine_cross_attention(args.cross_layers)
     first_stage, model = (float(value) for value in args.anchor.split(","))
     config = TrainConfig(
         steps=args.steps, queries_per_step=args.queries_per_step, num_negatives=args.negatives, lr=args.lr,

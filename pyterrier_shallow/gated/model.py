@@ -17,6 +17,11 @@ token states (all but [CLS]), weighed by a fixed inverse document frequency ``w`
 special tokens). ``match_weight`` starts at 0, so the warm start still scores as the bi-encoder, and training sets
 how much exact and near-exact matches count: the lexical evidence a shallow mean-pooled cosine loses.
 
+A model made with ``cross_layers=k`` reads the query in its top ``k`` layers only: the gates of the layers below are
+held at zero (they get no gradient), so the document's states up to the first of those layers do not depend on the
+query and can be computed once per document (:mod:`pyterrier_shallow.precomputed`). With closed gates it still
+begins as the bi-encoder.
+
 A symmetric model (``query_gates=True``) also lets query tokens read the document, through gates of their own::
 
     context_q = softmax(Q_q K_q) V_q + tanh(h) * softmax(Q_q K_d) V_d
@@ -51,13 +56,14 @@ class GatedBertConfig(BertConfig):
         match_weight: The initial weight of the token-match term relative to the cosine (0: the warm start scores as
             the bi-encoder).
         query_gates: Whether query tokens also read the document, through zero-init gates (symmetric).
+        cross_layers: Only the top this many layers read the query; the gates below stay closed (``None``: all).
         **kwargs: Passed on to ``BertConfig``.
     """
 
     model_type = MODEL_TYPE
 
     def __init__(self, score_scale: float = 20.0, doc_window: int | None = None, match_term: bool = False,
-                 match_weight: float = 0.0, query_gates: bool = False, **kwargs):
+                 match_weight: float = 0.0, query_gates: bool = False, cross_layers: int | None = None, **kwargs):
         kwargs.setdefault("num_labels", 1)
         super().__init__(**kwargs)
         self.score_scale = float(score_scale)
@@ -65,6 +71,10 @@ class GatedBertConfig(BertConfig):
         self.match_term = bool(match_term)
         self.match_weight = float(match_weight)
         self.query_gates = bool(query_gates)
+        layers = self.num_hidden_layers
+        if cross_layers is not None and not 1 <= int(cross_layers) <= layers:
+            raise ValueError(f"cross_layers must lie in [1, {layers}] (or be None), got {cross_layers}")
+        self.cross_layers = None if cross_layers is None else int(cross_layers)
 
 
 class EncodedQueries:
@@ -138,6 +148,34 @@ class GatedBertRanker(BertPreTrainedModel):
         with torch.no_grad():
             self.term_weights.copy_(weights.to(self.term_weights))
 
+    def open_gates(self) -> torch.Tensor:
+        """``(layers, heads)``: ``tanh(gates)``, zero in the layers below the top ``cross_layers``."""
+        gates = torch.tanh(self.gates)
+        if self.config.cross_layers is None:
+            return gates
+        reads = torch.arange(len(gates), device=gates.device) >= len(gates) - self.config.cross_layers
+        return gates * reads.to(gates.dtype)[:, None]
+
+    def confine_cross_attention(self, cross_layers: int) -> None:
+        """Lets only the top ``cross_layers`` layers read the query from now on, closing the gates below (in place).
+
+        A model trained with every layer reading the query scores differently afterwards; train it on from here.
+        """
+        layers = self.config.num_hidden_layers
+        if not 1 <= cross_layers <= layers:
+            raise ValueError(f"cross_layers must lie in [1, {layers}], got {cross_layers}")
+        self.config.cross_layers = int(cross_layers)
+        with torch.no_grad():
+            self.gates[: layers - cross_layers].zero_()
+
+    def first_query_layer(self) -> int:
+        """The first layer in which document tokens read the query (the layer count when none does).
+
+        The document's states below it depend on the document alone.
+        """
+        reading = (self.open_gates().detach().abs().amax(dim=1) > 0).nonzero()
+        return int(reading[0]) if len(reading) else self.config.num_hidden_layers
+
     # ------------------------------------------------------------------------------------------------ encoding
     def _embed(self, cls_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """States of ``[CLS] ids``, positions from 0 and token type 0, as the bi-encoder embeds a text."""
@@ -186,13 +224,18 @@ class GatedBertRanker(BertPreTrainedModel):
         mask = torch.cat([docs.mask.new_ones(len(docs.mask), 1), docs.mask], dim=1)
         self_mask = _doc_mask(mask, self.config.doc_window if doc_window == "config" else doc_window)
         query_mask = queries.mask[pair_query][:, None, None, :]
-        gates = torch.tanh(self.gates)
-        cross = self.training or bool(gates.detach().abs().max() > 0)
+        gates = self.open_gates()
+        reads = self._layers_reading_query(gates)
         query_gates = torch.tanh(self.query_gates) if self.config.query_gates else None
         symmetric = query_gates is not None and (self.training or bool(query_gates.detach().abs().max() > 0))
         if symmetric and queries.inputs is None:
             raise ValueError("a symmetric gated model needs queries encoded by a symmetric model (no inputs given)")
-        query_states = queries.inputs[pair_query] if symmetric else None
+        if not symmetric:
+            for index in range(len(self.bert.encoder.layer)):
+                gate = gates[index] if reads[index] else None
+                states = self.doc_layer(index, states, self_mask, queries, pair_query, gate)
+            return self.pair_scores(states, mask, queries, pair_query)
+        query_states = queries.inputs[pair_query]
         to_doc_mask = mask[:, None, None, :]
         for index, layer in enumerate(self.bert.encoder.layer):
             attention = layer.attention.self
@@ -200,35 +243,75 @@ class GatedBertRanker(BertPreTrainedModel):
             key, value = project(attention.key, states, heads), project(attention.value, states, heads)
             context = F.scaled_dot_product_attention(query, key, value, attn_mask=self_mask,
                                                      dropout_p=self._dropout())
-            if symmetric:  # the pair's own query: its keys and values, and its tokens reading the document
-                query_query = project(attention.query, query_states, heads)
-                query_key = project(attention.key, query_states, heads)
-                query_value = project(attention.value, query_states, heads)
-                query_context = F.scaled_dot_product_attention(query_query, query_key, query_value,
-                                                               attn_mask=query_mask, dropout_p=self._dropout())
-                to_doc = F.scaled_dot_product_attention(query_query, key, value, attn_mask=to_doc_mask,
-                                                        dropout_p=self._dropout())
-                query_context = query_context + query_gates[index].to(to_doc.dtype)[None, :, None, None] * to_doc
-            else:
-                query_key, query_value = queries.keys[index][pair_query], queries.values[index][pair_query]
-            if cross:
+            # the pair's own query: its keys and values, and its tokens reading the document
+            query_query = project(attention.query, query_states, heads)
+            query_key = project(attention.key, query_states, heads)
+            query_value = project(attention.value, query_states, heads)
+            query_context = F.scaled_dot_product_attention(query_query, query_key, query_value,
+                                                           attn_mask=query_mask, dropout_p=self._dropout())
+            to_doc = F.scaled_dot_product_attention(query_query, key, value, attn_mask=to_doc_mask,
+                                                    dropout_p=self._dropout())
+            query_context = query_context + query_gates[index].to(to_doc.dtype)[None, :, None, None] * to_doc
+            if reads[index]:
                 to_query = F.scaled_dot_product_attention(query, query_key, query_value, attn_mask=query_mask,
                                                           dropout_p=self._dropout())
                 context = context + gates[index].to(context.dtype)[None, :, None, None] * to_query
-            if symmetric:
-                query_states = finish_layer(layer, query_states, query_context, chunk=None)
+            query_states = finish_layer(layer, query_states, query_context, chunk=None)
             states = finish_layer(layer, states, context, chunk=None)
+        return self.pair_scores(states, mask, queries, pair_query, query_states=query_states)
+
+    def doc_layer(self, index: int, states: torch.Tensor, self_mask: torch.Tensor, queries: EncodedQueries,
+                  pair_query: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
+        """Layer ``index`` of the document side: self-attention plus, with a ``gate`` row, gated reading of the query.
+
+        Args:
+            index: The layer.
+            states: ``(pairs, length, hidden)`` the document's states entering it ([CLS] first).
+            self_mask: Which document keys each document row attends to (``_doc_mask``).
+            queries: The distinct queries, from :meth:`encode_queries`.
+            pair_query: ``(pairs,)`` each pair's row of ``queries``.
+            gate: ``(heads,)`` the open gates of this layer, or ``None`` where the layer does not read the query.
+        """
+        layer = self.bert.encoder.layer[index]
+        attention = layer.attention.self
+        heads = self.config.num_attention_heads
+        query = project(attention.query, states, heads)
+        key, value = project(attention.key, states, heads), project(attention.value, states, heads)
+        context = F.scaled_dot_product_attention(query, key, value, attn_mask=self_mask, dropout_p=self._dropout())
+        if gate is not None:
+            to_query = F.scaled_dot_product_attention(
+                query, queries.keys[index][pair_query], queries.values[index][pair_query],
+                attn_mask=queries.mask[pair_query][:, None, None, :], dropout_p=self._dropout())
+            context = context + gate.to(context.dtype)[None, :, None, None] * to_query
+        return finish_layer(layer, states, context, chunk=None)
+
+    def pair_scores(self, states: torch.Tensor, mask: torch.Tensor, queries: EncodedQueries, pair_query: torch.Tensor,
+                    *, query_states: torch.Tensor | None = None) -> torch.Tensor:
+        """The logits ``(pairs,)`` from the documents' final states ``(pairs, length, hidden)`` ([CLS] first).
+
+        ``query_states`` are a symmetric model's per-pair final query states (``None``: the shared encodings).
+        """
         doc_vectors = F.normalize(_mean_pool(states, mask), dim=-1)
-        if symmetric:
+        if query_states is not None:
             query_vectors = F.normalize(_mean_pool(query_states, queries.mask[pair_query]), dim=-1)
         else:
             query_vectors = queries.vectors[pair_query]
         similarity = (doc_vectors * query_vectors).sum(-1)
         if self.config.match_term:
-            query_tokens = F.normalize(query_states, dim=-1) if symmetric else queries.tokens[pair_query]
+            if query_states is not None:
+                query_tokens = F.normalize(query_states, dim=-1)
+            else:
+                query_tokens = queries.tokens[pair_query]
             match = _token_match(query_tokens, queries.token_weights[pair_query], F.normalize(states, dim=-1), mask)
             similarity = similarity + self.match_weight * match
         return self.scale * similarity
+
+    def _layers_reading_query(self, gates: torch.Tensor) -> list[bool]:
+        """Per layer, whether document tokens attend to the query (while training: wherever a gate may open)."""
+        if self.training:
+            cross_layers = self.config.cross_layers or len(gates)
+            return [index >= len(gates) - cross_layers for index in range(len(gates))]
+        return (gates.detach().abs().amax(dim=1) > 0).tolist()
 
     def forward(
         self,

@@ -79,7 +79,7 @@ class PairLayout:
 def query_tokens(encoded: EncodedPairs, queries: np.ndarray, layout: PairLayout) -> QueryTokens:
     """The tokens of the distinct queries ``queries`` (indices into ``encoded.query_ids``) with their [SEP]."""
     rows = [encoded.query_ids[query] + [layout.query_sep_id] for query in queries.tolist()]
-    ids, mask = _pad(rows, layout.pad_id)
+    ids, mask = pad_rows(rows, layout.pad_id)
     return QueryTokens(torch.from_numpy(ids), torch.full(ids.shape, layout.query_type), torch.from_numpy(mask))
 
 
@@ -96,7 +96,7 @@ def doc_tokens(encoded: EncodedPairs, pairs: np.ndarray, pair_query: np.ndarray,
         encoded.doc_ids[encoded.pair_doc[pair]][: encoded.pair_doc_length[pair]] + [layout.doc_sep_id]
         for pair in pairs.tolist()
     ]
-    ids, mask = _pad(rows, layout.pad_id)
+    ids, mask = pad_rows(rows, layout.pad_id)
     count = len(rows)
     return DocTokens(
         cls_ids=torch.full((count,), layout.cls_id),
@@ -162,7 +162,8 @@ def split_joint_inputs(
     return QueryTokens(q_ids, q_types, query_mask), docs
 
 
-def _pad(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token id rows padded into ``(rows, longest)`` ids and a boolean mask of the real tokens."""
     width = max(len(row) for row in rows)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=bool)
