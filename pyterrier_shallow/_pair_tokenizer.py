@@ -119,6 +119,11 @@ class PairTokenizer:
                 ids[number] = encoding.ids
         return ids
 
+    def truncated_ids(self, texts: Sequence[str], limit: int) -> tuple[list[list[int]], np.ndarray]:
+        """Each text's first ``limit`` token ids (no special tokens), and whether it had more (a bool array)."""
+        ids = self._tokenize(texts, cap=limit)
+        return [row[:limit] for row in ids], np.array([len(row) > limit for row in ids], dtype=bool)
+
     def encode(self, queries: Sequence[str], docs: Sequence[str]) -> EncodedPairs:
         """Tokenises the pairs ``zip(queries, docs)``, each distinct text once, and truncates them."""
         query_codes, unique_queries = _factorize(queries)

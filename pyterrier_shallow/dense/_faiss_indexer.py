@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import faiss
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from pyterrier_shallow._corpus import check_documents, chunks
 from pyterrier_shallow._io import usual_permissions
 from pyterrier_shallow._warnings import warn_user
 from pyterrier_shallow.dense._encoders import stack_vectors
@@ -92,7 +93,7 @@ class FaissIndexer(pt.Indexer):
             open(docnos_path, "w", encoding="utf-8", newline="\n") as docnos_out,
             pt.tqdm(total=total, desc="Indexing", unit="doc", disable=not self.verbose) as progress,
         ):
-            for chunk in _chunks(corpus_iter, self.chunk_size):
+            for chunk in chunks(corpus_iter, self.chunk_size):
                 docnos, vectors, chunk_truncated = self._encode_chunk(chunk, offset=count, progress=progress.update)
                 truncated += chunk_truncated
                 docnos_out.write("".join(docno + "\n" for docno in docnos))
@@ -137,12 +138,12 @@ class FaissIndexer(pt.Indexer):
     def _encode_chunk(self, chunk: list[dict], *, offset: int, progress) -> tuple[list[str], np.ndarray, int]:
         """Checks a chunk and returns its docnos, vectors and how many of its texts were truncated."""
         if self.encoder is None:
-            docnos, _ = _check_chunk(chunk, None, offset=offset)
+            docnos, _ = check_documents(chunk, None, offset=offset)
             vectors = stack_vectors(
                 pd.Series([document["doc_vec"] for document in chunk]), who="FaissIndexer", column="doc_vec"
             )
             return docnos, vectors, 0
-        docnos, texts = _check_chunk(chunk, self.encoder.text_field, offset=offset)
+        docnos, texts = check_documents(chunk, self.encoder.text_field, offset=offset)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # truncations are counted and reported once, at the end
             vectors = self.encoder.encode_docs(texts, verbose=False, progress=progress)
@@ -156,43 +157,10 @@ class FaissIndexer(pt.Indexer):
         return index, spec
 
 
-def _chunks(corpus_iter: Iterable[dict], size: int) -> Iterator[list[dict]]:
-    iterator = iter(corpus_iter)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
 def _add(index: faiss.Index, vectors: np.ndarray) -> None:
     if vectors.shape[1] != index.d:
         raise ValueError(f"a chunk of {vectors.shape[1]}-dimensional vectors cannot join {index.d}-dimensional ones")
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-
-
-def _check_chunk(chunk: list[dict], field: str | None, *, offset: int) -> tuple[list[str], list[str]]:
-    """Returns the docnos and texts of a chunk (``field=None``: each document must carry ``doc_vec`` instead)."""
-    docnos, texts = [], []
-    for position, document in enumerate(chunk, start=offset):
-        if not isinstance(document, dict):
-            raise ValueError(f"document {position} is a {type(document).__name__}, not a dict with 'docno'")
-        docno = document.get("docno")
-        if not isinstance(docno, str) or not docno or any(char in docno for char in "\n\r\0"):
-            raise ValueError(f"document {position} has docno {docno!r}; docnos must be non-empty str on one line")
-        docnos.append(docno)
-        if field is None:
-            if "doc_vec" not in document:
-                raise ValueError(
-                    f"document {docno!r} has no 'doc_vec'; pass an encoder to indexer() to encode text instead"
-                )
-            continue
-        text = document.get(field)
-        if not isinstance(text, str):
-            hint = f" (it has {sorted(document)})" if field not in document else ""
-            raise ValueError(f"document {docno!r} has no str {field!r} (found {type(text).__name__}){hint}")
-        texts.append(text)
-    if len(set(docnos)) != len(docnos):
-        repeated = pd.Series(docnos)[pd.Series(docnos).duplicated()].unique()[:5].tolist()
-        raise ValueError(f"duplicate docno(s) {repeated} in the corpus")
-    return docnos, texts
 
 
 def _docnos_to_array(text_path: Path, array_path: Path, count: int) -> None:

@@ -9,12 +9,6 @@ import pandas as pd
 from pyterrier_shallow._frames import require_columns, require_str_ids, require_texts
 
 
-def docno_positions(docnos: np.ndarray) -> dict[str, int]:
-    """Maps each docno (bytes or str, in index order) to its position in the index."""
-    return {docno.decode() if isinstance(docno, bytes) else str(docno): position
-            for position, docno in enumerate(docnos.tolist())}
-
-
 def reconstruct(index: faiss.Index, ids: np.ndarray) -> np.ndarray:
     """Reads stored vectors back from a FAISS index (building an IVF index's direct map on first use)."""
     unique, inverse = np.unique(ids, return_inverse=True)

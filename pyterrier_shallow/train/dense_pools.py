@@ -134,7 +134,7 @@ class DensePools:
 
     def stored_vectors(self) -> tuple[list[str], np.ndarray]:
         """Every indexed document's text and stored vector, to spare encoding them again."""
-        from ..dense._stored_vectors import docno_positions
+        from .._corpus import docno_positions
 
         texts, vectors = [], []
         for spec, index in self._indexes.values():
