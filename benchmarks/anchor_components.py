@@ -29,14 +29,16 @@ from pyterrier_shallow.gated import use_corpus_term_weights
 COLLECTIONS = ["nfcorpus:dev", "cranfield", "cisi", "vaswani", "nfcorpus:test"]
 
 
-def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None):
+def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None, states_dir: Path | None = None):
     """The transformer a scorer spec names.
 
     ``bi:PATH`` is a bi-encoder's cosine (``bi:minilm``: all-MiniLM-L6-v2), ``ce:PATH`` a cross-encoder scoring
     alone (``ce:default``: the shipped one), and ``ce-idf:PATH`` the same with its token-match term weighed by the
     inverse document frequencies of the collection being ranked instead of the training collections'.
-    ``poly:default`` is the shipped poly-encoder alone, over the vectors of the collection's dense index (built when
-    absent), whatever the first stage.
+    ``pre:PATH`` is a gated cross-encoder that reads the query in its top layers only, scoring alone from the
+    collection's precomputed document states (an index built in ``states_dir`` when absent, and shared by models
+    that differ only above the stored states). ``poly:default`` is the shipped poly-encoder alone, over the vectors
+    of the collection's dense index (built when absent), whatever the first stage.
     """
     kind, _, path = spec.partition(":")
     if kind == "bi":
@@ -46,11 +48,22 @@ def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None):
         if kind == "ce-idf":
             use_corpus_term_weights(model, (document["text"] for document in documents))
         return model
+    if kind == "pre":
+        from pyterrier_shallow.precomputed import DocStateIndex, PrecomputedCrossEncoder
+        from pyterrier_shallow.precomputed._split import split_layer
+        from pyterrier_shallow.precomputed.index import model_fingerprint
+        from pyterrier_shallow.precomputed.reranker import load_model
+
+        network = load_model(path)[1]
+        state_index = DocStateIndex(states_dir / model_fingerprint(network, split_layer(network)))
+        if not state_index.built():
+            state_index.build(documents, path, verbose=False)
+        return PrecomputedCrossEncoder(state_index, path, anchor=False, warn_truncation=False, check_text=False)
     if kind == "poly":
         if index is None:
             raise ValueError("poly: scores the vectors of a dense index, which was not built")
         return PolyEncoder(None if path == "default" else path).reranker(index, anchor=False)
-    raise ValueError(f"a scorer spec is bi:PATH, ce:PATH, ce-idf:PATH or poly:PATH, not {spec!r}")
+    raise ValueError(f"a scorer spec is bi:PATH, ce:PATH, ce-idf:PATH, pre:PATH or poly:PATH, not {spec!r}")
 
 
 def collection_parts(spec: str):
@@ -106,7 +119,8 @@ def main() -> None:
             if path.is_file():
                 continue
             start = time.perf_counter()
-            scored = scorer(scorer_spec, documents, index)(with_text)
+            states_dir = args.index_dir / f"states-{spec.replace(':', '-')}"
+            scored = scorer(scorer_spec, documents, index, states_dir)(with_text)
             scored[["qid", "docno", "score"]].to_pickle(path.with_suffix(".tmp"))
             path.with_suffix(".tmp").rename(path)
             print(f"{spec} {name}: {len(scored)} pairs, {time.perf_counter() - start:.0f} s", flush=True)

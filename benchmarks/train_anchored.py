@@ -24,7 +24,7 @@ import torch
 from anchor_components import collection_parts
 
 from pyterrier_shallow.anchor import per_query_zscores
-from pyterrier_shallow.gated import is_delta, load_delta, register_auto_classes
+from pyterrier_shallow.gated import is_delta, load_delta, load_gated
 from pyterrier_shallow.train import DistillationSource, MixedSource, RerankValidation, TrainConfig, make_loss, train
 
 
@@ -47,14 +47,6 @@ def scored_candidates(work: Path, spec: str, teacher: dict[str, float]) -> tuple
     frame = frame.assign(text=frame["docno"].map(texts), teacher_score=teacher_score.astype(np.float32))
     frame = frame[frame["text"].fillna("").str.strip() != ""].reset_index(drop=True)
     return frame, qrels
-
-
-def load_gated_folder(folder: str) -> tuple:
-    """A full gated checkpoint folder as ``(model, tokenizer)``."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    register_auto_classes()
-    return AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
 
 
 def main() -> None:
@@ -94,7 +86,7 @@ def main() -> None:
     student = load_delta(args.student) if is_delta(args.student) else args.student
     if args.cross_layers is not None:
         if not isinstance(student, tuple):
-            student = load_gated_folder(student)
+            student = load_gated(student)
         student[0].confine_cross_attention(args.cross_layers)
     first_stage, model = (float(value) for value in args.anchor.split(","))
     config = TrainConfig(

@@ -57,13 +57,16 @@ class GatedBertConfig(BertConfig):
             the bi-encoder).
         query_gates: Whether query tokens also read the document, through zero-init gates (symmetric).
         cross_layers: Only the top this many layers read the query; the gates below stay closed (``None``: all).
+        feed_forward_sizes: Per layer, the units of its feed-forward block (``None``: ``intermediate_size`` in
+            every layer); a pruned model (:meth:`GatedBertRanker.prune_feed_forward`) has fewer in some.
         **kwargs: Passed on to ``BertConfig``.
     """
 
     model_type = MODEL_TYPE
 
     def __init__(self, score_scale: float = 20.0, doc_window: int | None = None, match_term: bool = False,
-                 match_weight: float = 0.0, query_gates: bool = False, cross_layers: int | None = None, **kwargs):
+                 match_weight: float = 0.0, query_gates: bool = False, cross_layers: int | None = None,
+                 feed_forward_sizes: list[int] | None = None, **kwargs):
         kwargs.setdefault("num_labels", 1)
         super().__init__(**kwargs)
         self.score_scale = float(score_scale)
@@ -75,6 +78,10 @@ class GatedBertConfig(BertConfig):
         if cross_layers is not None and not 1 <= int(cross_layers) <= layers:
             raise ValueError(f"cross_layers must lie in [1, {layers}] (or be None), got {cross_layers}")
         self.cross_layers = None if cross_layers is None else int(cross_layers)
+        if feed_forward_sizes is not None and (len(feed_forward_sizes) != layers
+                                               or min(feed_forward_sizes, default=1) < 1):
+            raise ValueError(f"feed_forward_sizes must give {layers} positive sizes, got {feed_forward_sizes}")
+        self.feed_forward_sizes = None if feed_forward_sizes is None else [int(size) for size in feed_forward_sizes]
 
 
 class EncodedQueries:
@@ -115,6 +122,10 @@ class GatedBertRanker(BertPreTrainedModel):
     def __init__(self, config: GatedBertConfig):
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=False)
+        for layer, size in zip(self.bert.encoder.layer, config.feed_forward_sizes or [], strict=False):
+            if size != config.intermediate_size:
+                layer.intermediate.dense = nn.Linear(config.hidden_size, size)
+                layer.output.dense = nn.Linear(size, config.hidden_size)
         self.gates = nn.Parameter(torch.zeros(config.num_hidden_layers, config.num_attention_heads))
         if config.query_gates:
             self.query_gates = nn.Parameter(torch.zeros(config.num_hidden_layers, config.num_attention_heads))
@@ -167,6 +178,29 @@ class GatedBertRanker(BertPreTrainedModel):
         self.config.cross_layers = int(cross_layers)
         with torch.no_grad():
             self.gates[: layers - cross_layers].zero_()
+
+    def prune_feed_forward(self, layer: int, keep: torch.Tensor) -> None:
+        """Keeps only the feed-forward units ``keep`` (indices) of ``layer``, dropping the others (in place).
+
+        The layer then costs less per token; its outputs change, so train on from here (e.g. distilling the
+        unpruned model).
+        """
+        block = self.bert.encoder.layer[layer]
+        keep = torch.as_tensor(keep, dtype=torch.long).unique()
+        first, second = block.intermediate.dense, block.output.dense
+        if len(keep) == 0 or int(keep.max()) >= first.out_features:
+            raise ValueError(f"keep must index the {first.out_features} units of layer {layer}")
+        pruned_first = nn.Linear(first.in_features, len(keep)).to(first.weight)
+        pruned_second = nn.Linear(len(keep), second.out_features).to(second.weight)
+        with torch.no_grad():
+            pruned_first.weight.copy_(first.weight[keep])
+            pruned_first.bias.copy_(first.bias[keep])
+            pruned_second.weight.copy_(second.weight[:, keep])
+            pruned_second.bias.copy_(second.bias)
+        block.intermediate.dense, block.output.dense = pruned_first, pruned_second
+        sizes = self.config.feed_forward_sizes or [self.config.intermediate_size] * self.config.num_hidden_layers
+        sizes[layer] = len(keep)
+        self.config.feed_forward_sizes = sizes
 
     def first_query_layer(self) -> int:
         """The first layer in which document tokens read the query (the layer count when none does).

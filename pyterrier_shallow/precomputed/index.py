@@ -30,9 +30,16 @@ DEFAULT_DOC_LENGTH = 128
 
 
 def model_fingerprint(model: torch.nn.Module, split: int) -> str:
-    """A digest of the weights that the stored states depend on: embeddings and layers up to ``split``."""
+    """A digest of the weights that the stored states depend on.
+
+    They are the embeddings, the layers below ``split``, and the attention of layer ``split`` with its output
+    projection's weight (not its feed-forward block, so that models differing only above the stored states, a
+    pruned feed-forward block among them, share an index).
+    """
     hasher = hashlib.sha256()
-    prefixes = ("bert.embeddings.", *(f"bert.encoder.layer.{index}." for index in range(split + 1)))
+    prefixes = ("bert.embeddings.", *(f"bert.encoder.layer.{index}." for index in range(split)),
+                f"bert.encoder.layer.{split}.attention.self.",
+                f"bert.encoder.layer.{split}.attention.output.dense.weight")
     for name, tensor in sorted(model.state_dict().items()):
         if name.startswith(prefixes):
             hasher.update(name.encode())
