@@ -65,7 +65,7 @@ class PrecomputedCrossEncoder(FrameTransformer):
         verbose: Show a progress bar over queries.
     """
 
-    schematic = {"label": "PrecomputedCrossEncoder", "help_url": None}
+    schematic = {"label": "PrecomputedCE", "help_url": None}
 
     def __init__(
         self,
