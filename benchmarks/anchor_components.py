@@ -49,15 +49,10 @@ def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None, st
             use_corpus_term_weights(model, (document["text"] for document in documents))
         return model
     if kind == "pre":
-        from pyterrier_shallow.precomputed import DocStateIndex, PrecomputedCrossEncoder
-        from pyterrier_shallow.precomputed._split import split_layer
-        from pyterrier_shallow.precomputed.index import model_fingerprint
-        from pyterrier_shallow.precomputed.reranker import load_model
+        from pyterrier_shallow.precomputed import PrecomputedCrossEncoder
+        from pyterrier_shallow.precomputed.index import index_for_model
 
-        network = load_model(path)[1]
-        state_index = DocStateIndex(states_dir / model_fingerprint(network, split_layer(network)))
-        if not state_index.built():
-            state_index.build(documents, path, verbose=False)
+        state_index = index_for_model(path, states_dir, lambda: documents)
         return PrecomputedCrossEncoder(state_index, path, anchor=False, warn_truncation=False, check_text=False)
     if kind == "poly":
         if index is None:

@@ -189,3 +189,29 @@ def test_sweep_command_takes_stored_vector_scorers_and_poly_encoders(tmp_path, c
     assert main(["sweep", "dense:somewhere", "--queries", "1", "--depths", "1", "--index-dir",
                  str(tmp_path / "index"), "--dense-index", str(tmp_path / "dense"), "--quiet"]) == 2
     assert "takes no path" in capsys.readouterr().err
+
+
+def test_sweep_command_takes_precomputed_cross_encoders(tmp_path):
+    from pyterrier_shallow._hf import DEFAULT_CROSS_ENCODER_DIR
+    from pyterrier_shallow.bm25 import bm25
+    from pyterrier_shallow.datasets import vaswani
+    from pyterrier_shallow.gated import load_delta, save_delta
+    from pyterrier_shallow.precomputed.index import index_for_model
+
+    model, tokenizer = load_delta(DEFAULT_CROSS_ENCODER_DIR)
+    model.confine_cross_attention(1)
+    folder = save_delta(model, tokenizer, tmp_path / "model")
+    collection = vaswani()
+    candidates = bm25(collection, tmp_path / "index", num_results=3, verbose=False)(collection.get_topics().head(2))
+    texts = dict(zip(candidates["docno"], pts.TextLoader(collection)(candidates)["text"], strict=True))
+    docs = [{"docno": docno, "text": text} for docno, text in texts.items()]
+    index_for_model(folder, tmp_path / "states", lambda: docs)  # the sweep finds it by the model's fingerprint
+    out = tmp_path / "out"
+    argv = ["sweep", f"pre=pre:{folder}", "--queries", "2", "--depths", "1,3", "--latency-queries", "1",
+            "--precision", "int8", "--index-dir", str(tmp_path / "index"), "--states-dir", str(tmp_path / "states"),
+            "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    table = pd.read_csv(out / "sweep.csv")
+    assert set(table["model"]) == {"first stage", "pre"}
+    assert table["nDCG@10"].notna().all()
+    assert len(list((tmp_path / "states").iterdir())) == 1  # no second index was built

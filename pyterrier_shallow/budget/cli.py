@@ -12,6 +12,8 @@ DENSE = "dense:"
 """The prefix of a spec that names a bi-encoder scoring with document vectors stored in a dense index."""
 POLY = "poly:"
 """The prefix of a spec that names a poly-encoder scoring with document vectors stored in a dense index."""
+PRECOMPUTED = "pre:"
+"""The prefix of a spec that names a gated cross-encoder scoring from precomputed document states."""
 HYBRID = "hybrid:"
 """The spec of the untrained hybrid: BM25's score and the stored vectors' cosine, as per-query z-scores added."""
 
@@ -35,7 +37,9 @@ def add_sweep_parser(subparsers) -> None:
             f"without PATH; its first LAYERS layers with @LAYERS), {DENSE} for all-MiniLM-L6-v2 scoring with the "
             f"document vectors of --dense-index, {HYBRID} for the untrained hybrid of BM25 and that cosine "
             f"(per-query z-scores, equal weights), or {POLY}[PATH] for a poly-encoder scoring with them (the shipped "
-            f"one without PATH), e.g. two={BI_ENCODER}@2 six={BI_ENCODER} poly={POLY}"
+            f"one without PATH), or {PRECOMPUTED}[PATH] for a gated cross-encoder reading the lower layers of its "
+            f"candidates from a DocStateIndex of the collection (built in a cache folder when absent; the shipped "
+            f"cross-encoder-precomputed without PATH), e.g. two={BI_ENCODER}@2 six={BI_ENCODER} poly={POLY}"
         ),
     )
     parser.add_argument("--dataset", default="vaswani", help="a collection name (default: vaswani, bundled)")
@@ -51,6 +55,9 @@ def add_sweep_parser(subparsers) -> None:
     parser.add_argument("--dense-index", default=None,
                         help=f"the dense index of the collection that {DENSE} and {POLY} models read document vectors "
                              "from, built with all-MiniLM-L6-v2 when absent (default: a cache folder)")
+    parser.add_argument("--states-dir", default=None,
+                        help=f"the folder of the collection's document-state indexes that {PRECOMPUTED} models read, "
+                             "one a model, built when absent (default: a cache folder)")
     parser.add_argument("--out", default=None, help="a folder for sweep.csv, budgets.csv and sweep.png")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_sweep_command)
@@ -82,9 +89,12 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     first_stage = bm25(collection, index_dir, num_results=max(depths))
     dense_dir = Path(args.dense_index) if args.dense_index else cache_dir() / "dense" / collection.name
     dense_index = _StoredVectors(collection, dense_dir, verbose=not args.quiet)
+    states_dir = Path(args.states_dir) if args.states_dir else cache_dir() / "states" / collection.name
+    states = _DocStates(collection, states_dir, verbose=not args.quiet)
     with tempfile.TemporaryDirectory(prefix="pyterrier-shallow-sweep-") as work:  # holds cut bi-encoders
         rerankers = {
-            name: _reranker(spec, precision=args.precision, work=Path(work) / str(number), dense_index=dense_index)
+            name: _reranker(spec, precision=args.precision, work=Path(work) / str(number), dense_index=dense_index,
+                            states=states)
             for number, (name, spec) in enumerate(_named_models(args.models).items())
         }
         result = sweep(
@@ -126,8 +136,24 @@ class _StoredVectors:
         return index
 
 
-def _reranker(spec: str, *, precision: str, work: Path, dense_index: _StoredVectors):
+class _DocStates:
+    """The collection's precomputed document states for a gated cross-encoder, built on first use."""
+
+    def __init__(self, collection, root: Path, *, verbose: bool):
+        self.collection, self.root, self.verbose = collection, root, verbose
+
+    def reranker(self, model: str | None, precision: str):
+        from pyterrier_shallow.precomputed import PrecomputedCrossEncoder
+        from pyterrier_shallow.precomputed.index import index_for_model
+
+        index = index_for_model(model, self.root, self.collection.get_corpus_iter, verbose=self.verbose)
+        return PrecomputedCrossEncoder(index, model, precision=precision, warn_truncation=False)
+
+
+def _reranker(spec: str, *, precision: str, work: Path, dense_index: _StoredVectors, states: _DocStates):
     """A cross-encoder for a folder or hub id; a bi-encoder or poly-encoder scorer for the prefixed specs."""
+    if spec.startswith(PRECOMPUTED):
+        return states.reranker(spec.removeprefix(PRECOMPUTED) or None, precision)
     if not spec.startswith((BI_ENCODER, DENSE, POLY, HYBRID)):
         from pyterrier_shallow.cross_encoder import CrossEncoder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +264,27 @@ class DocStateIndex(pt.Artifact):
         from pyterrier_shallow.precomputed.reranker import PrecomputedCrossEncoder
 
         return PrecomputedCrossEncoder(self, model, **kwargs)
+
+
+def index_for_model(model: str | os.PathLike | None, root: str | os.PathLike,
+                    corpus_iter: Callable[[], Iterable[dict]], *, verbose: bool = False) -> DocStateIndex:
+    """The index of ``model``'s states of a corpus under ``root``, named by the model's fingerprint, built if absent.
+
+    Models whose stored states agree (e.g. the same model with a pruned feed-forward block) share one index.
+
+    Args:
+        model: A gated cross-encoder folder (``None``: ``PRECOMPUTED_MODEL_DIR``).
+        root: The folder that holds a corpus's indexes.
+        corpus_iter: Returns the corpus's documents (called only when the index is built).
+        verbose: Show a progress bar while building.
+    """
+    from pyterrier_shallow.precomputed.reranker import load_model
+
+    source, network, _ = load_model(model)
+    index = DocStateIndex(Path(root) / model_fingerprint(network, split_layer(network)))
+    if not index.built():
+        index.build(corpus_iter(), source, verbose=verbose)
+    return index
 
 
 def _trained_doc_length(source: object) -> int | None:
