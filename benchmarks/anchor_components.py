@@ -35,10 +35,10 @@ def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None, st
     ``bi:PATH`` is a bi-encoder's cosine (``bi:minilm``: all-MiniLM-L6-v2), ``ce:PATH`` a cross-encoder scoring
     alone (``ce:default``: the shipped one), and ``ce-idf:PATH`` the same with its token-match term weighed by the
     inverse document frequencies of the collection being ranked instead of the training collections'.
-    ``pre:PATH`` is a gated cross-encoder that reads the query in its top layers only, scoring alone from the
-    collection's precomputed document states (an index built in ``states_dir`` when absent, and shared by models
-    that differ only above the stored states). ``poly:default`` is the shipped poly-encoder alone, over the vectors
-    of the collection's dense index (built when absent), whatever the first stage.
+    ``pre:PATH`` (``pre8:PATH`` in int8) is a gated cross-encoder that reads the query in its top layers only,
+    scoring alone from the collection's precomputed document states (an index built in ``states_dir`` when absent,
+    and shared by models that differ only above the stored states). ``poly:default`` is the shipped poly-encoder
+    alone, over the vectors of the collection's dense index (built when absent), whatever the first stage.
     """
     kind, _, path = spec.partition(":")
     if kind == "bi":
@@ -48,17 +48,18 @@ def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None, st
         if kind == "ce-idf":
             use_corpus_term_weights(model, (document["text"] for document in documents))
         return model
-    if kind == "pre":
+    if kind in ("pre", "pre8"):
         from pyterrier_shallow.precomputed import PrecomputedCrossEncoder
         from pyterrier_shallow.precomputed.index import index_for_model
 
         state_index = index_for_model(path, states_dir, lambda: documents)
-        return PrecomputedCrossEncoder(state_index, path, anchor=False, warn_truncation=False, check_text=False)
+        return PrecomputedCrossEncoder(state_index, path, anchor=False, warn_truncation=False, check_text=False,
+                                       precision="int8" if kind == "pre8" else "float32")
     if kind == "poly":
         if index is None:
             raise ValueError("poly: scores the vectors of a dense index, which was not built")
         return PolyEncoder(None if path == "default" else path).reranker(index, anchor=False)
-    raise ValueError(f"a scorer spec is bi:PATH, ce:PATH, ce-idf:PATH, pre:PATH or poly:PATH, not {spec!r}")
+    raise ValueError(f"a scorer spec is bi:PATH, ce:PATH, ce-idf:PATH, pre:PATH, pre8:PATH or poly:PATH, not {spec!r}")
 
 
 def collection_parts(spec: str):

@@ -2,16 +2,21 @@
 
 A unit's importance is its mean absolute activation over real (query, candidate) pairs of the training collections
 (BM25's top candidates, as ``benchmarks/anchor_components.py`` cached them), times the norm of its output weights.
-The pruned model is saved as an fp16 delta, to be trained on (``benchmarks/train_anchored.py --student``)::
+With ``--cross-layers N`` the model first reads the query in its top N layers only (the gates below are closed), so
+that its lower layers can be precomputed (``pyterrier_shallow.precomputed``). The pruned model is saved as an fp16
+delta with the source's training card, a ``derived`` section added (what was done, by which command), to be used as
+it is or trained on (``benchmarks/train_anchored.py --student``)::
 
-    python benchmarks/prune_feed_forward.py --model runs/confined-l3 --keep 512 \
-        --collections nfcorpus-dev cisi --out runs/pruned-l3-512
+    python benchmarks/prune_feed_forward.py --model pyterrier_shallow/models/cross-encoder --cross-layers 1 \
+        --keep 384 --collections nfcorpus-dev cisi --out runs/pruned-l3-384
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import json
+import shlex
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -55,6 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a gated cross-encoder folder")
     parser.add_argument("--keep", type=int, required=True, help="feed-forward units kept in each pruned layer")
+    parser.add_argument("--cross-layers", type=int, default=None,
+                        help="first confine reading the query to the top N layers (closing the gates below)")
     parser.add_argument("--layers", type=int, nargs="*", default=None,
                         help="layers to prune (default: those that read the query)")
     parser.add_argument("--work", type=Path, default=Path("runs/anchor"))
@@ -66,20 +73,31 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer = load_gated(args.model)
+    if args.cross_layers is not None:
+        model.confine_cross_attention(args.cross_layers)
     first = model.first_query_layer()
     layers = args.layers if args.layers is not None else list(range(first, model.config.num_hidden_layers))
     pairs = pd.concat([candidate_pairs(args.work, spec, args.queries, args.depth) for spec in args.collections])
+    pruned = {}
     for layer in layers:
         importance = unit_importance(model, tokenizer, layer, pairs)
         keep = torch.argsort(importance, descending=True)[: args.keep].sort().values
         share = float(importance[keep].sum() / importance.sum())
         print(f"layer {layer}: keeping {args.keep} of {len(importance)} units, {share:.1%} of the importance")
         model.prune_feed_forward(layer, keep)
+        pruned[str(layer)] = {"kept": args.keep, "of": len(importance), "importance_kept": round(share, 4)}
     source = Path(args.model)
-    extra = {name: (source / name).read_bytes() for name in ("anchor.json",) if (source / name).is_file()}
+    card = json.loads((source / "training_card.json").read_text()) if (source / "training_card.json").is_file() else {}
+    card["derived"] = {
+        "from": str(args.model), "cross_layers": args.cross_layers, "pruned_feed_forward": pruned,
+        "importance_measured_on": {"collections": args.collections, "queries": args.queries, "depth": args.depth,
+                                   "pairs": len(pairs)},
+        "further_training": None,
+        "command": f"python benchmarks/prune_feed_forward.py {shlex.join(sys.argv[1:])}",
+    }
+    extra = {"training_card.json": (json.dumps(card, indent=2) + "\n").encode("utf-8")}
+    extra.update({name: (source / name).read_bytes() for name in ("anchor.json",) if (source / name).is_file()})
     save_delta(model, tokenizer, args.out, extra_files=extra)
-    if (source / "training_card.json").is_file():
-        shutil.copy(source / "training_card.json", args.out / "training_card.json")
     print(f"saved {args.out} ({len(pairs)} pairs measured, feed-forward sizes {model.config.feed_forward_sizes})")
 
 

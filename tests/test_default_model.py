@@ -8,7 +8,12 @@ import torch
 from safetensors import safe_open
 
 from pyterrier_shallow import Anchor, CrossEncoder, TextLoader, datasets
-from pyterrier_shallow._hf import DEEP_CROSS_ENCODER_DIR, DEFAULT_CROSS_ENCODER_DIR, SHALLOW_CROSS_ENCODER_DIR
+from pyterrier_shallow._hf import (
+    DEEP_CROSS_ENCODER_DIR,
+    DEFAULT_CROSS_ENCODER_DIR,
+    PRECOMPUTED_CROSS_ENCODER_DIR,
+    SHALLOW_CROSS_ENCODER_DIR,
+)
 from pyterrier_shallow.bm25 import bm25
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -22,7 +27,8 @@ def _needs(folder):
 needs_default, needs_shallow = _needs(DEFAULT_CROSS_ENCODER_DIR), _needs(SHALLOW_CROSS_ENCODER_DIR)
 needs_deep = _needs(DEEP_CROSS_ENCODER_DIR)
 SHIPPED = [pytest.param(folder, id=folder.name, marks=_needs(folder))
-           for folder in (DEFAULT_CROSS_ENCODER_DIR, SHALLOW_CROSS_ENCODER_DIR, DEEP_CROSS_ENCODER_DIR)]
+           for folder in (DEFAULT_CROSS_ENCODER_DIR, SHALLOW_CROSS_ENCODER_DIR, DEEP_CROSS_ENCODER_DIR,
+                          PRECOMPUTED_CROSS_ENCODER_DIR)]
 
 
 def _config(folder) -> dict:
@@ -126,3 +132,28 @@ def test_the_2_layer_model_reads_exact_matches_and_ranks_at_bm25s_level(tmp_path
     # Held out it stands at BM25's level: here 0.505 against 0.497 (on all 93 queries at depth 100, 0.462 against
     # 0.467); its 2-layer student alone, before the gates and the match term opened, stood at 0.383 there.
     assert table["reranked"] > table["bm25"] - 0.01
+
+
+@_needs(PRECOMPUTED_CROSS_ENCODER_DIR)
+def test_the_precomputed_model_reads_the_query_in_its_last_layer_only_and_ranks_better_than_bm25(tmp_path):
+    from pyterrier_shallow.precomputed import PrecomputedCrossEncoder
+    from pyterrier_shallow.precomputed.index import index_for_model
+
+    config = _config(PRECOMPUTED_CROSS_ENCODER_DIR)
+    assert config["num_hidden_layers"] == 3 and config["cross_layers"] == 1
+    assert config["feed_forward_sizes"] == [1536, 1536, 384]
+    derived = _card(PRECOMPUTED_CROSS_ENCODER_DIR)["derived"]
+    measured_on = set(derived["importance_measured_on"]["collections"])
+    assert measured_on and not measured_on & {"vaswani", "nfcorpus-test"}  # units chosen without the held-out
+    anchor = Anchor.load(PRECOMPUTED_CROSS_ENCODER_DIR)
+    assert (anchor.first_stage, anchor.model) == (1, 3)
+    vaswani = datasets.vaswani()
+    candidates = (bm25(vaswani, tmp_path / "bm25") % 20)(vaswani.get_topics().head(40))
+    texts = TextLoader(vaswani)(candidates.drop_duplicates("docno"))
+    docs = texts[["docno", "text"]].to_dict("records")  # the candidates' documents are enough to index
+    with pytest.warns(UserWarning, match="truncated"):
+        index = index_for_model(None, tmp_path / "states", lambda: docs)
+    reranker = PrecomputedCrossEncoder(index, warn_truncation=False)
+    assert reranker.anchoring.model == 3
+    table = _vaswani_table(tmp_path, reranker)
+    assert table["reranked"] > table["bm25"]

@@ -16,6 +16,7 @@ def test_importing_the_package_does_not_import_training():
     code = (
         "import sys, pyterrier_shallow as pts\n"
         "pts.CrossEncoder, pts.BiEncoder, pts.PolyEncoder, pts.SparseCrossEncoder, pts.TextLoader\n"
+        "pts.DocStateIndex, pts.PrecomputedCrossEncoder\n"
         "import pyterrier_shallow.gated, pyterrier_shallow.dense, pyterrier_shallow.bm25\n"
         "import pyterrier_shallow.gated.build, pyterrier_shallow.anchor, pyterrier_shallow.budget.sweep\n"
         "training = ('pyterrier_shallow.train', 'pyterrier_shallow.poly.train')\n"
