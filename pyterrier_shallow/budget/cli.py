@@ -145,9 +145,11 @@ class _DocStates:
     def reranker(self, model: str | None, precision: str):
         from pyterrier_shallow.precomputed import PrecomputedCrossEncoder
         from pyterrier_shallow.precomputed.index import index_for_model
+        from pyterrier_shallow.precomputed.reranker import model_source
 
-        index = index_for_model(model, self.root, self.collection.get_corpus_iter, verbose=self.verbose)
-        return PrecomputedCrossEncoder(index, model, precision=precision, warn_truncation=False)
+        source = model_source(model)  # named: an index shared by fingerprint may record another model's folder
+        index = index_for_model(source, self.root, self.collection.get_corpus_iter, verbose=self.verbose)
+        return PrecomputedCrossEncoder(index, source, precision=precision, warn_truncation=False)
 
 
 def _reranker(spec: str, *, precision: str, work: Path, dense_index: _StoredVectors, states: _DocStates):

@@ -270,7 +270,9 @@ def index_for_model(model: str | os.PathLike | None, root: str | os.PathLike,
                     corpus_iter: Callable[[], Iterable[dict]], *, verbose: bool = False) -> DocStateIndex:
     """The index of ``model``'s states of a corpus under ``root``, named by the model's fingerprint, built if absent.
 
-    Models whose stored states agree (e.g. the same model with a pruned feed-forward block) share one index.
+    Models whose stored states agree (e.g. the same model with a pruned feed-forward block) share one index, which
+    records the folder of the model that built it: pass the model you mean to the reranker
+    (``PrecomputedCrossEncoder(index, model)``), not ``None``.
 
     Args:
         model: A gated cross-encoder folder (``None``: ``PRECOMPUTED_MODEL_DIR``).

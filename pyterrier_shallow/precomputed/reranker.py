@@ -21,6 +21,13 @@ from pyterrier_shallow.precomputed.index import DocStateIndex, model_fingerprint
 from pyterrier_shallow.sparse._segments import PairLayout, QueryTokens, pad_rows
 
 
+def model_source(model: str | os.PathLike | tuple | None) -> str | os.PathLike | tuple:
+    """``model``, or the shipped precomputed model's folder for ``None``."""
+    from pyterrier_shallow._hf import PRECOMPUTED_CROSS_ENCODER_DIR
+
+    return PRECOMPUTED_CROSS_ENCODER_DIR if model is None else model
+
+
 def load_model(model: str | os.PathLike | tuple | None) -> tuple[object, torch.nn.Module, object]:
     """``(source, model, tokenizer)`` of a gated cross-encoder folder, a loaded pair, or ``None`` (the shipped one)."""
     from pyterrier_shallow.gated import load_gated
@@ -31,9 +38,7 @@ def load_model(model: str | os.PathLike | tuple | None) -> tuple[object, torch.n
         if not isinstance(network, GatedBertRanker):
             raise ValueError(f"precomputed states need a gated cross-encoder, not a {type(network).__name__}")
         return model, network.float().eval(), tokenizer
-    from pyterrier_shallow._hf import PRECOMPUTED_CROSS_ENCODER_DIR
-
-    source = PRECOMPUTED_CROSS_ENCODER_DIR if model is None else model
+    source = model_source(model)
     network, tokenizer = load_gated(source)
     return source, network, tokenizer
 
