@@ -82,6 +82,40 @@ def test_gates_get_a_gradient_while_closed(closed, pairs):
     assert trainable.scale.grad is not None
 
 
+def test_confined_models_read_the_query_in_their_top_layers_only(closed, pairs):
+    model, tokenizer = closed
+    confined = _copy(model, gates=0.5, cross_layers=1)
+    assert confined.first_query_layer() == 1 and torch.equal(confined.open_gates()[0], torch.zeros(12))
+    trainable = _copy(model, cross_layers=1)
+    listwise_backward(trainable, tokenizer, pairs)
+    assert trainable.gates.grad[0].abs().max() == 0 and trainable.gates.grad[1].abs().max() > 0
+    np.testing.assert_allclose(gated_logits(_copy(model, cross_layers=1), tokenizer, pairs),
+                               gated_logits(model, tokenizer, pairs), atol=1e-5)  # closed gates: the bi-encoder
+    opened = _copy(model, gates=0.5)
+    opened.confine_cross_attention(1)
+    assert opened.config.cross_layers == 1 and opened.gates[0].abs().max() == 0
+    with pytest.raises(ValueError, match="cross_layers"):
+        opened.confine_cross_attention(3)
+    with pytest.raises(ValueError, match="cross_layers"):
+        _copy(model, cross_layers=0)
+
+
+def test_a_pruned_feed_forward_block_round_trips_as_a_delta(closed, pairs, tmp_path):
+    model, tokenizer = closed
+    pruned = _copy(model, gates=0.3)
+    pruned.prune_feed_forward(1, torch.arange(0, 1536, 4))
+    assert pruned.config.feed_forward_sizes == [1536, 384]
+    assert pruned.bert.encoder.layer[1].intermediate.dense.out_features == 384
+    save_delta(pruned, tokenizer, tmp_path / "pruned")
+    loaded, _ = load_delta(tmp_path / "pruned")
+    np.testing.assert_allclose(gated_logits(loaded, tokenizer, pairs), gated_logits(pruned, tokenizer, pairs),
+                               atol=0.05)  # the delta holds fp16 weights
+    with pytest.raises(ValueError, match="keep must index"):
+        pruned.prune_feed_forward(1, torch.tensor([384]))
+    with pytest.raises(ValueError, match="feed_forward_sizes"):
+        _copy(model, feed_forward_sizes=[1536])
+
+
 def test_doc_window_restricts_document_attention(closed, pairs):
     model, tokenizer = closed
     dense = gated_logits(model, tokenizer, pairs)
