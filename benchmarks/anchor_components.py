@@ -35,9 +35,10 @@ def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None, st
     ``bi:PATH`` is a bi-encoder's cosine (``bi:minilm``: all-MiniLM-L6-v2), ``ce:PATH`` a cross-encoder scoring
     alone (``ce:default``: the shipped one), and ``ce-idf:PATH`` the same with its token-match term weighed by the
     inverse document frequencies of the collection being ranked instead of the training collections'.
-    ``pre:PATH`` (``pre8:PATH`` in int8) is a gated cross-encoder that reads the query in its top layers only,
+    ``pre:PATH[@LENGTH]`` (``pre8:`` in int8) is a gated cross-encoder that reads the query in its top layers only,
     scoring alone from the collection's precomputed document states (an index built in ``states_dir`` when absent,
-    and shared by models that differ only above the stored states). ``poly:default`` is the shipped poly-encoder
+    and shared by models that differ only above the stored states; ``@LENGTH`` keeps the first LENGTH tokens of a
+    document instead of the model's trained length). ``poly:default`` is the shipped poly-encoder
     alone, over the vectors of the collection's dense index (built when absent), whatever the first stage.
     """
     kind, _, path = spec.partition(":")
@@ -52,7 +53,8 @@ def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None, st
         from pyterrier_shallow.precomputed import PrecomputedCrossEncoder
         from pyterrier_shallow.precomputed.index import index_for_model
 
-        state_index = index_for_model(path, states_dir, lambda: documents)
+        path, _, length = path.partition("@")
+        state_index = index_for_model(path, states_dir, lambda: documents, doc_length=int(length) if length else None)
         return PrecomputedCrossEncoder(state_index, path, anchor=False, warn_truncation=False, check_text=False,
                                        precision="int8" if kind == "pre8" else "float32")
     if kind == "poly":

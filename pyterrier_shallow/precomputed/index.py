@@ -267,7 +267,8 @@ class DocStateIndex(pt.Artifact):
 
 
 def index_for_model(model: str | os.PathLike | None, root: str | os.PathLike,
-                    corpus_iter: Callable[[], Iterable[dict]], *, verbose: bool = False) -> DocStateIndex:
+                    corpus_iter: Callable[[], Iterable[dict]], *, doc_length: int | None = None,
+                    verbose: bool = False) -> DocStateIndex:
     """The index of ``model``'s states of a corpus under ``root``, named by the model's fingerprint, built if absent.
 
     Models whose stored states agree (e.g. the same model with a pruned feed-forward block) share one index, which
@@ -278,14 +279,16 @@ def index_for_model(model: str | os.PathLike | None, root: str | os.PathLike,
         model: A gated cross-encoder folder (``None``: ``PRECOMPUTED_MODEL_DIR``).
         root: The folder that holds a corpus's indexes.
         corpus_iter: Returns the corpus's documents (called only when the index is built).
+        doc_length: The most tokens kept of a document (``None``: the model's trained length); an index per length.
         verbose: Show a progress bar while building.
     """
     from pyterrier_shallow.precomputed.reranker import load_model
 
     source, network, _ = load_model(model)
-    index = DocStateIndex(Path(root) / model_fingerprint(network, split_layer(network)))
+    name = model_fingerprint(network, split_layer(network)) + ("" if doc_length is None else f"-{doc_length}")
+    index = DocStateIndex(Path(root) / name)
     if not index.built():
-        index.build(corpus_iter(), source, verbose=verbose)
+        index.build(corpus_iter(), source, doc_length=doc_length, verbose=verbose)
     return index
 
 
