@@ -255,3 +255,13 @@ class TestPrecomputedCrossEncoderContract(pt.testing.TransformerTestCase):
         docs = [{"docno": "d1", "text": "vitamin d and bone health"}, {"docno": "d2", "text": "statins"}]
         index = DocStateIndex(folder / "index").build(docs, model_pair, verbose=False)
         return PrecomputedCrossEncoder(index, model_pair, anchor=False)
+
+
+def test_index_for_model_keeps_one_index_per_fingerprint_and_length(corpus, tmp_path):
+    from pyterrier_shallow.precomputed.index import index_for_model
+
+    with pytest.warns(UserWarning, match="truncated"):
+        full = index_for_model(None, tmp_path, lambda: corpus[:4])  # the shipped precomputed model
+        short = index_for_model(None, tmp_path, lambda: corpus[:4], doc_length=32)
+    assert full.path != short.path and short.meta["doc_length"] == 32 and full.meta["doc_length"] == 128
+    assert index_for_model(None, tmp_path, lambda: pytest.fail("an index that exists is not rebuilt")) == full
