@@ -265,3 +265,12 @@ def test_index_for_model_keeps_one_index_per_fingerprint_and_length(corpus, tmp_
         short = index_for_model(None, tmp_path, lambda: corpus[:4], doc_length=32)
     assert full.path != short.path and short.meta["doc_length"] == 32 and full.meta["doc_length"] == 128
     assert index_for_model(None, tmp_path, lambda: pytest.fail("an index that exists is not rebuilt")) == full
+
+
+def test_queries_encoded_a_block_at_a_time_give_the_same_scores(index, last_layer, pairs, monkeypatch):
+    from pyterrier_shallow.precomputed import reranker as module
+
+    whole = PrecomputedCrossEncoder(index, last_layer, anchor=False)(pairs.sample(frac=1, random_state=1))
+    monkeypatch.setattr(module, "QUERIES_AT_ONCE", 2)
+    blocks = PrecomputedCrossEncoder(index, last_layer, anchor=False)(pairs.sample(frac=1, random_state=2))
+    assert_same_scores(whole, blocks, atol=1e-5)

@@ -20,6 +20,9 @@ from pyterrier_shallow.precomputed._split import rerank_states, split_layer
 from pyterrier_shallow.precomputed.index import DocStateIndex, model_fingerprint
 from pyterrier_shallow.sparse._segments import PairLayout, QueryTokens, pad_rows
 
+QUERIES_AT_ONCE = 256
+"""Distinct queries encoded together; their keys and values are kept while their candidates are scored."""
+
 
 def model_source(model: str | os.PathLike | tuple | None) -> str | os.PathLike | tuple:
     """``model``, or the shipped precomputed model's folder for ``None``."""
@@ -170,21 +173,28 @@ class PrecomputedCrossEncoder(FrameTransformer):
         network, pairs, layout, split = self._load()
         codes, distinct = pd.factorize(pd.Series(queries), sort=False)
         ids, cut = pairs.truncated_ids(list(distinct), self.query_length)
-        token_ids, mask = pad_rows([row + [layout.query_sep_id] for row in ids], layout.pad_id)
-        query_tokens = QueryTokens(torch.from_numpy(token_ids), torch.full(token_ids.shape, layout.query_type),
-                                   torch.from_numpy(mask))
-        encoded = network.encode_queries(torch.full((len(ids),), layout.cls_id), query_tokens)
         offsets = self.index.arrays()["offsets"]
         lengths = offsets[rows + 1] - offsets[rows]
         scores = np.empty(len(rows), dtype=np.float32)
         stats = ScoringStats(pairs=len(rows), truncated_queries=int(cut[codes].sum()), tokens=int(lengths.sum()))
-        for query in pt.tqdm(range(len(ids)), desc=type(self).__name__, unit="query", disable=not self.verbose):
-            pairs_of_query = np.flatnonzero(codes == query)
-            for batch in _token_batches(pairs_of_query, lengths, self.batch_tokens):
-                residual, doc_queries, doc_lengths = self.index.states(rows[batch])
-                scores[batch] = rerank_states(network, residual, doc_queries, doc_lengths, encoded, query,
-                                              split).numpy()
-                stats.batches += 1
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(ids) + 1))
+        with pt.tqdm(total=len(ids), desc=type(self).__name__, unit="query", disable=not self.verbose) as progress:
+            for first in range(0, len(ids), QUERIES_AT_ONCE):  # encoded a block at a time: memory stays bounded
+                block = ids[first : first + QUERIES_AT_ONCE]
+                token_ids, mask = pad_rows([row + [layout.query_sep_id] for row in block], layout.pad_id)
+                encoded = network.encode_queries(
+                    torch.full((len(block),), layout.cls_id),
+                    QueryTokens(torch.from_numpy(token_ids), torch.full(token_ids.shape, layout.query_type),
+                                torch.from_numpy(mask)))
+                for row in range(len(block)):
+                    pairs_of_query = order[bounds[first + row] : bounds[first + row + 1]]
+                    for batch in _token_batches(pairs_of_query, lengths, self.batch_tokens):
+                        residual, doc_queries, doc_lengths = self.index.states(rows[batch])
+                        scores[batch] = rerank_states(network, residual, doc_queries, doc_lengths, encoded, row,
+                                                      split).numpy()
+                        stats.batches += 1
+                    progress.update(1)
         stats.padded_tokens = stats.tokens
         self.last_stats = stats
         if cut.any() and self.warn_truncation and not self._warned_truncation:
