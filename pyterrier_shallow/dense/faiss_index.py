@@ -10,6 +10,7 @@ import faiss
 import numpy as np
 import pyterrier as pt
 
+from pyterrier_shallow._path_artifact import PathArtifact
 from pyterrier_shallow._warnings import warn_user
 from pyterrier_shallow.dense.bi_encoder import BiEncoder
 
@@ -18,7 +19,7 @@ INDEX_FILE = "index.faiss"
 DOCNOS_FILE = "docnos.npy"
 
 
-class FaissIndex(pt.Artifact):
+class FaissIndex(PathArtifact):
     """A dense index on disk: ``index.faiss`` (inner-product FAISS index), ``docnos.npy`` and ``pt_meta.json``.
 
     The directory appears only once complete: :meth:`indexer` builds it in a temporary directory beside ``path``
@@ -38,6 +39,9 @@ class FaissIndex(pt.Artifact):
 
     ARTIFACT_TYPE = "dense_index"
     ARTIFACT_FORMAT = "faiss"
+    _REQUIRED_FILES = (INDEX_FILE, DOCNOS_FILE)
+    _BUILD_HINT = "FaissIndex(path).indexer(encoder).index(corpus_iter)"
+    _REOPENED = ("_faiss", "_docnos", "_positions")  # reopened lazily where unpickled
 
     def __init__(self, path: str | os.PathLike):
         super().__init__(path)
@@ -45,22 +49,6 @@ class FaissIndex(pt.Artifact):
         self._faiss: faiss.Index | None = None
         self._docnos: np.ndarray | None = None
         self._positions: dict[str, int] | None = None
-
-    def __repr__(self) -> str:
-        return f"FaissIndex({str(self.path)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, FaissIndex):
-            return NotImplemented
-        return Path(self.path).resolve() == Path(other.path).resolve()
-
-    def __hash__(self) -> int:
-        return hash(("FaissIndex", str(Path(self.path).resolve())))
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state.update(_faiss=None, _docnos=None, _positions=None)  # reopened lazily where unpickled
-        return state
 
     def built(self) -> bool:
         """Whether ``path`` holds a complete index."""
@@ -70,38 +58,9 @@ class FaissIndex(pt.Artifact):
         return int(self.meta["num_docs"])
 
     @property
-    def meta(self) -> dict:
-        """The contents of ``pt_meta.json``, checked for completeness."""
-        if self._meta is None:
-            self._meta = self._read_meta()
-        return self._meta
-
-    @property
     def dimension(self) -> int:
         """The size of the indexed vectors."""
         return int(self.meta["dimension"])
-
-    def _read_meta(self) -> dict:
-        if not self.path.exists():
-            raise FileNotFoundError(
-                f"no FaissIndex at {self.path}; build one first: FaissIndex(path).indexer(encoder).index(corpus_iter)"
-            )
-        if not self.path.is_dir():
-            raise NotADirectoryError(f"{self.path} is a file, not a FaissIndex directory")
-        missing = [name for name in (META_FILE, INDEX_FILE, DOCNOS_FILE) if not (self.path / name).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"{self.path} is not a complete FaissIndex (missing {', '.join(missing)}); it may have been written "
-                "half-way by another tool or copied in part. Delete it and build the index again."
-            )
-        with open(self.path / META_FILE, encoding="utf-8") as handle:
-            meta = json.load(handle)
-        if (meta.get("type"), meta.get("format")) != (self.ARTIFACT_TYPE, self.ARTIFACT_FORMAT):
-            raise ValueError(
-                f"{self.path} holds a {meta.get('type')}/{meta.get('format')} artifact, not a "
-                f"{self.ARTIFACT_TYPE}/{self.ARTIFACT_FORMAT} one"
-            )
-        return meta
 
     def faiss_index(self) -> faiss.Index:
         """The FAISS index, read from disk on first use and checked against ``pt_meta.json`` and the docnos."""

@@ -16,6 +16,7 @@ import torch
 from pyterrier_shallow._corpus import check_documents, chunks, docno_positions
 from pyterrier_shallow._io import atomic_write_dir
 from pyterrier_shallow._pair_tokenizer import PairTokenizer
+from pyterrier_shallow._path_artifact import PathArtifact
 from pyterrier_shallow._warnings import warn_user
 from pyterrier_shallow.precomputed._split import document_states, split_layer
 from pyterrier_shallow.sparse._segments import DocTokens, PairLayout, pad_rows
@@ -54,7 +55,7 @@ def text_digests(texts: list[str]) -> np.ndarray:
                      for text in texts], dtype=np.uint64)
 
 
-class DocStateIndex(pt.Artifact):
+class DocStateIndex(PathArtifact):
     """Documents' token states where a gated cross-encoder starts reading the query, computed once per document.
 
     A gated cross-encoder whose lower layers do not read the query (made with ``cross_layers``, see
@@ -77,28 +78,15 @@ class DocStateIndex(pt.Artifact):
 
     ARTIFACT_TYPE = "doc_state_index"
     ARTIFACT_FORMAT = "gated-split"
+    _REQUIRED_FILES = (DOCNOS_FILE, OFFSETS_FILE, DIGESTS_FILE, *STATE_FILES.values())
+    _BUILD_HINT = "DocStateIndex(path).build(corpus_iter, model=...)"
+    _REOPENED = ("_meta", "_arrays", "_positions")  # reopened by path where unpickled
 
     def __init__(self, path: str | os.PathLike):
         super().__init__(path)
         self._meta: dict | None = None
         self._arrays: dict | None = None
         self._positions: dict[str, int] | None = None
-
-    def __repr__(self) -> str:
-        return f"DocStateIndex({str(self.path)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, DocStateIndex):
-            return NotImplemented
-        return Path(self.path).resolve() == Path(other.path).resolve()
-
-    def __hash__(self) -> int:
-        return hash(("DocStateIndex", str(Path(self.path).resolve())))
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state.update(_meta=None, _arrays=None, _positions=None)  # reopened by path where unpickled
-        return state
 
     def __len__(self) -> int:
         return int(self.meta["num_docs"])
@@ -108,28 +96,6 @@ class DocStateIndex(pt.Artifact):
         return (self.path / META_FILE).is_file()
 
     # ---------------------------------------------------------------------------------------------------- reading
-    @property
-    def meta(self) -> dict:
-        """The contents of ``pt_meta.json``, checked."""
-        if self._meta is None:
-            self._meta = self._read_meta()
-        return self._meta
-
-    def _read_meta(self) -> dict:
-        if not self.path.exists():
-            raise FileNotFoundError(f"no DocStateIndex at {self.path}; build one first: "
-                                    "DocStateIndex(path).build(corpus_iter, model=...)")
-        names = (META_FILE, DOCNOS_FILE, OFFSETS_FILE, DIGESTS_FILE, *STATE_FILES.values())
-        missing = [name for name in names if not (self.path / name).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{self.path} is not a complete DocStateIndex (missing {', '.join(missing)}); "
-                                    "delete it and build it again")
-        meta = json.loads((self.path / META_FILE).read_text(encoding="utf-8"))
-        if (meta.get("type"), meta.get("format")) != (self.ARTIFACT_TYPE, self.ARTIFACT_FORMAT):
-            raise ValueError(f"{self.path} holds a {meta.get('type')}/{meta.get('format')} artifact, not a "
-                             f"{self.ARTIFACT_TYPE}/{self.ARTIFACT_FORMAT} one")
-        return meta
-
     def arrays(self) -> dict:
         """``offsets``, ``digests``, ``residual`` and ``queries``, memory-mapped and checked against the meta."""
         if self._arrays is None:
