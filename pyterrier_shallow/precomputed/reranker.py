@@ -14,8 +14,8 @@ from pyterrier_shallow._pair_tokenizer import PairTokenizer
 from pyterrier_shallow._quantize import PRECISIONS, quantize_for_cpu
 from pyterrier_shallow._records import FrameTransformer
 from pyterrier_shallow._warnings import warn_user
-from pyterrier_shallow.anchor import Anchor, first_stage_scores, flat_queries, resolve_anchor
-from pyterrier_shallow.cross_encoder import DEFAULT_QUERY_LENGTH, ScoringStats, trained_lengths
+from pyterrier_shallow.anchor import Anchor, anchor_inputs, resolve_anchor
+from pyterrier_shallow.cross_encoder import DEFAULT_QUERY_LENGTH, CrossEncoder, ScoringStats, trained_lengths
 from pyterrier_shallow.precomputed._split import rerank_states, split_layer
 from pyterrier_shallow.precomputed.index import DocStateIndex, model_fingerprint
 from pyterrier_shallow.sparse._segments import PairLayout, QueryTokens, pad_rows
@@ -155,17 +155,15 @@ class PrecomputedCrossEncoder(FrameTransformer):
             return with_scores(inp, np.empty(0, dtype=np.float32))
         require_str_ids(inp, who=who)
         require_texts(inp, "query", who=who, allow_empty=False)
-        first_stage = None if self.anchoring is None else first_stage_scores(inp, who=who)
+        first_stage = anchor_inputs(inp, self.anchoring, who=who)  # checked before scoring
         rows = self.index.positions(inp["docno"].tolist(), who=who)
         if self.check_text and self.text_field in inp.columns:
             require_texts(inp, self.text_field, who=who, allow_empty=True)
             self.index.check_texts(rows, inp[self.text_field].tolist(), who=who)
         scores = self.score_rows(inp["query"].tolist(), rows)
-        if first_stage is not None:
-            qids = inp["qid"].to_numpy()
-            self.last_stats.flat_first_stage_queries = flat_queries(qids, first_stage)
-            scores = self.anchoring.combine(qids, first_stage, scores)
-        return with_scores(inp, scores)
+        return with_scores(inp, self.anchor_scores(inp["qid"].to_numpy(), first_stage, scores))
+
+    anchor_scores = CrossEncoder.anchor_scores  # the same mix, counting flat first stages in ``last_stats``
 
     @torch.inference_mode()
     def score_rows(self, queries: list[str], rows: np.ndarray) -> np.ndarray:
