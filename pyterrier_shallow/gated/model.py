@@ -254,9 +254,7 @@ class GatedBertRanker(BertPreTrainedModel):
         """
         heads = self.config.num_attention_heads
         pair_query = docs.pair_query
-        states = self._embed(docs.cls_ids, docs.ids)
-        mask = torch.cat([docs.mask.new_ones(len(docs.mask), 1), docs.mask], dim=1)
-        self_mask = _doc_mask(mask, self.config.doc_window if doc_window == "config" else doc_window)
+        states, mask, self_mask = self.embed_docs(docs, doc_window=doc_window)
         query_mask = queries.mask[pair_query][:, None, None, :]
         gates = self.open_gates()
         reads = self._layers_reading_query(gates)
@@ -294,6 +292,16 @@ class GatedBertRanker(BertPreTrainedModel):
             states = finish_layer(layer, states, context, chunk=None)
         return self.pair_scores(states, mask, queries, pair_query, query_states=query_states)
 
+    def embed_docs(self, docs: DocTokens, *, doc_window: int | None | str = "config"
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The documents' input states ([CLS] first), their mask of real tokens and their self-attention mask.
+
+        ``doc_window`` as in :meth:`score`.
+        """
+        mask = torch.cat([docs.mask.new_ones(len(docs.mask), 1), docs.mask], dim=1)
+        window = self.config.doc_window if doc_window == "config" else doc_window
+        return self._embed(docs.cls_ids, docs.ids), mask, doc_self_mask(mask, window)
+
     def doc_layer(self, index: int, states: torch.Tensor, self_mask: torch.Tensor, queries: EncodedQueries,
                   pair_query: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
         """Layer ``index`` of the document side: self-attention plus, with a ``gate`` row, gated reading of the query.
@@ -301,7 +309,7 @@ class GatedBertRanker(BertPreTrainedModel):
         Args:
             index: The layer.
             states: ``(pairs, length, hidden)`` the document's states entering it ([CLS] first).
-            self_mask: Which document keys each document row attends to (``_doc_mask``).
+            self_mask: Which document keys each document row attends to (:func:`doc_self_mask`).
             queries: The distinct queries, from :meth:`encode_queries`.
             pair_query: ``(pairs,)`` each pair's row of ``queries``.
             gate: ``(heads,)`` the open gates of this layer, or ``None`` where the layer does not read the query.
@@ -400,7 +408,7 @@ def _mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
-def _doc_mask(mask: torch.Tensor, window: int | None) -> torch.Tensor:
+def doc_self_mask(mask: torch.Tensor, window: int | None) -> torch.Tensor:
     """``(pairs, 1, length, length)`` boolean: which document keys each document row attends to."""
     keys = mask[:, None, None, :]
     if window is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pyterrier_shallow.gated.model import EncodedQueries, GatedBertRanker, _doc_mask
+from pyterrier_shallow.gated.model import EncodedQueries, GatedBertRanker, doc_self_mask
 from pyterrier_shallow.sparse._backbone import merge_heads, project, split_heads
 from pyterrier_shallow.sparse._segments import DocTokens
 
@@ -43,9 +43,7 @@ def document_states(model: GatedBertRanker, docs: DocTokens, split: int) -> tupl
     Returns:
         Two ``(real tokens, hidden)`` float32 tensors, the documents' real tokens ([CLS] first) one after another.
     """
-    states = model._embed(docs.cls_ids, docs.ids)
-    mask = torch.cat([docs.mask.new_ones(len(docs.mask), 1), docs.mask], dim=1)
-    self_mask = _doc_mask(mask, model.config.doc_window)
+    states, mask, self_mask = model.embed_docs(docs)
     for index in range(split):
         states = model.doc_layer(index, states, self_mask, None, docs.pair_query, None)
     layer = model.bert.encoder.layer[split]
@@ -87,7 +85,7 @@ def rerank_states(model: GatedBertRanker, residual: torch.Tensor, doc_queries: t
     states, mask = _unflatten(flat, lengths)
     pair_query = torch.full((len(lengths),), query_row, dtype=torch.long)
     if split + 1 < model.config.num_hidden_layers:
-        self_mask = _doc_mask(mask, model.config.doc_window)
+        self_mask = doc_self_mask(mask, model.config.doc_window)
         reads = gates.detach().abs().amax(dim=1) > 0
         for index in range(split + 1, model.config.num_hidden_layers):
             gate = gates[index] if bool(reads[index]) else None
