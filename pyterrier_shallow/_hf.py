@@ -15,10 +15,10 @@ SHALLOW_CROSS_ENCODER_DIR = _PACKAGE_ROOT / "models" / "cross-encoder-2-layers"
 """A shipped 2-layer gated cross-encoder with the token-match term: about BM25's level held out at about two
 thirds of the default's cost (not the default: it does not beat BM25 by 0.01 on every held-out collection)."""
 DEEP_CROSS_ENCODER_DIR = _PACKAGE_ROOT / "models" / "cross-encoder-6-layers"
-PRECOMPUTED_CROSS_ENCODER_DIR = _PACKAGE_ROOT / "models" / "cross-encoder-precomputed"
-"""The shipped gated cross-encoder whose last layer alone reads the query (for ``DocStateIndex``)."""
 """A shipped 6-layer gated cross-encoder (all of all-MiniLM-L6-v2): the most effective model here, at about twice
 the default's cost per candidate."""
+PRECOMPUTED_CROSS_ENCODER_DIR = _PACKAGE_ROOT / "models" / "cross-encoder-precomputed"
+"""The shipped gated cross-encoder whose last layer alone reads the query (for ``DocStateIndex``)."""
 
 
 def minilm_path() -> Path:

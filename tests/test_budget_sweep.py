@@ -8,7 +8,7 @@ import pytest
 from _budget_helpers import vaswani_stage
 
 import pyterrier_shallow as pts
-from pyterrier_shallow.budget import FIRST_STAGE, SweepResult, depth_grid, plot_tradeoff, sweep
+from pyterrier_shallow.budget import FIRST_STAGE, Cascade, SweepResult, depth_grid, plot_tradeoff, sweep
 from pyterrier_shallow.cli import main
 
 DEPTHS = [1, 3, 12]
@@ -215,3 +215,51 @@ def test_sweep_command_takes_precomputed_cross_encoders(tmp_path):
     assert set(table["model"]) == {"first stage", "pre"}
     assert table["nDCG@10"].notna().all()
     assert len(list((tmp_path / "states").iterdir())) == 1  # no second index was built
+
+
+def test_a_cascade_reranks_the_order_its_earlier_reranker_gives(stage, shallow_checkpoint):
+    dataset, retriever, text = stage
+    topics = dataset.get_topics().head(4)
+    qrels = dataset.get_qrels()
+    qrels = qrels[qrels["qid"].isin(topics["qid"])]
+    before = pts.BiEncoder(warn_truncation=False).text_scorer()
+    after = pts.CrossEncoder(shallow_checkpoint, anchor=pts.anchor.Anchor(1.0, 0.5))
+    found = sweep(retriever, {"cascade": Cascade(before, after)}, topics, qrels, text_loader=text, depths=DEPTHS,
+                  latency_queries=1, warmup=0)
+    table = found.table.set_index(["model", "depth"])
+    alone = pt.Evaluate((retriever >> text >> before)(topics), qrels, metrics=[NDCG10])["nDCG@10"]
+    assert table.loc[("cascade", 1), "nDCG@10"] == pytest.approx(alone, abs=1e-6)  # one candidate keeps its place
+    deepest = pt.Evaluate((retriever >> text >> before >> after)(topics), qrels, metrics=[NDCG10])["nDCG@10"]
+    assert table.loc[("cascade", 12), "nDCG@10"] == pytest.approx(deepest, abs=1e-6)
+    assert (table.loc["cascade", "mean_ms"] > table.loc["cascade", "rerank_ms"]).all()  # the earlier stage counts
+
+
+def test_a_cascade_whose_earlier_reranker_drops_candidates_is_refused(stage, shallow_checkpoint):
+    dataset, retriever, text = stage
+    topics = dataset.get_topics().head(2)
+    cascade = Cascade(pt.RankCutoff(5), pts.CrossEncoder(shallow_checkpoint))
+    with pytest.raises(ValueError, match="must rerank them all"):
+        sweep(retriever, {"cut": cascade}, topics, dataset.get_qrels(), text_loader=text, depths=DEPTHS)
+
+
+def test_sweep_command_takes_the_poly_encoder_then_precomputed_cascade(tmp_path, capsys):
+    from pyterrier_shallow.bm25 import bm25
+    from pyterrier_shallow.datasets import vaswani
+    from pyterrier_shallow.precomputed import PRECOMPUTED_MODEL_DIR
+    from pyterrier_shallow.precomputed.index import index_for_model
+
+    collection = vaswani()
+    candidates = bm25(collection, tmp_path / "index", num_results=3, verbose=False)(collection.get_topics().head(2))
+    texts = dict(zip(candidates["docno"], pts.TextLoader(collection)(candidates)["text"], strict=True))
+    docs = [{"docno": docno, "text": text} for docno, text in texts.items()]
+    pts.FaissIndex(tmp_path / "dense").indexer(pts.BiEncoder(warn_truncation=False), verbose=False).index(docs)
+    index_for_model(PRECOMPUTED_MODEL_DIR, tmp_path / "states", lambda: docs)
+    common = ["--queries", "2", "--latency-queries", "1", "--index-dir", str(tmp_path / "index"), "--dense-index",
+              str(tmp_path / "dense"), "--states-dir", str(tmp_path / "states"), "--quiet"]
+    assert main(["sweep", "poly=poly:", "both=cascade:", "--depths", "1,3", "--out", str(tmp_path / "out"),
+                 *common]) == 0
+    table = pd.read_csv(tmp_path / "out" / "sweep.csv").set_index(["model", "depth"])
+    assert table.loc[("both", 1), "nDCG@10"] == pytest.approx(table.loc[("poly", 3), "nDCG@10"])
+    assert table["nDCG@10"].notna().all()
+    assert main(["sweep", "cascade:somewhere", "--depths", "1", *common]) == 2
+    assert "takes no path" in capsys.readouterr().err

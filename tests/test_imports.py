@@ -81,7 +81,9 @@ def test_a_name_shared_with_its_submodule_stays_the_exported_function():
     _passes_in_a_fresh_interpreter(code)
 
 
-@pytest.mark.parametrize("package", ["", ".budget", ".datasets", ".dense", ".gated", ".poly", ".sparse", ".train"])
+@pytest.mark.parametrize(
+    "package", ["", ".budget", ".datasets", ".dense", ".gated", ".poly", ".precomputed", ".sparse", ".train"]
+)
 def test_every_lazy_name_is_public_and_every_public_name_lazy(package):
     """``__all__`` stays literal for static tools; it must list exactly the names the package loads lazily."""
     import importlib

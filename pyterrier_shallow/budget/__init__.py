@@ -6,6 +6,7 @@ from pyterrier_shallow._lazy import lazy_exports
 
 _EXPORTS = {
     "BudgetedReranker": ".budgeted_reranker:BudgetedReranker",
+    "Cascade": ".sweep:Cascade",
     "FIRST_STAGE": ".sweep:FIRST_STAGE",
     "LatencyReport": ".latency:LatencyReport",
     "SweepResult": ".sweep:SweepResult",
@@ -25,11 +26,12 @@ if TYPE_CHECKING:
     from pyterrier_shallow.budget.cost_model import TokenCostModel, calibrate
     from pyterrier_shallow.budget.latency import LatencyReport, latency_stats, measure_latency
     from pyterrier_shallow.budget.plot import plot_tradeoff
-    from pyterrier_shallow.budget.sweep import FIRST_STAGE, SweepResult, depth_grid, sweep
+    from pyterrier_shallow.budget.sweep import FIRST_STAGE, Cascade, SweepResult, depth_grid, sweep
 
 __all__ = [
     "FIRST_STAGE",
     "BudgetedReranker",
+    "Cascade",
     "LatencyReport",
     "SweepResult",
     "TokenCostModel",

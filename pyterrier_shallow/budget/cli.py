@@ -14,6 +14,8 @@ POLY = "poly:"
 """The prefix of a spec that names a poly-encoder scoring with document vectors stored in a dense index."""
 PRECOMPUTED = "pre:"
 """The prefix of a spec that names a gated cross-encoder scoring from precomputed document states."""
+CASCADE = "cascade:"
+"""The spec of the shipped anchored poly-encoder over every candidate, then the precomputed model on its top k."""
 HYBRID = "hybrid:"
 """The spec of the untrained hybrid: BM25's score and the stored vectors' cosine, as per-query z-scores added."""
 
@@ -39,7 +41,9 @@ def add_sweep_parser(subparsers) -> None:
             f"(per-query z-scores, equal weights), or {POLY}[PATH] for a poly-encoder scoring with them (the shipped "
             f"one without PATH), or {PRECOMPUTED}[PATH] for a gated cross-encoder reading the lower layers of its "
             f"candidates from a DocStateIndex of the collection (built in a cache folder when absent; the shipped "
-            f"cross-encoder-precomputed without PATH), e.g. two={BI_ENCODER}@2 six={BI_ENCODER} poly={POLY}"
+            f"cross-encoder-precomputed without PATH), or {CASCADE} for the shipped poly-encoder reranking every "
+            f"candidate and the shipped precomputed cross-encoder reranking its top k after it (anchored on its "
+            f"score), e.g. two={BI_ENCODER}@2 six={BI_ENCODER} poly={POLY}"
         ),
     )
     parser.add_argument("--dataset", default="vaswani", help="a collection name (default: vaswani, bundled)")
@@ -142,18 +146,27 @@ class _DocStates:
     def __init__(self, collection, root: Path, *, verbose: bool):
         self.collection, self.root, self.verbose = collection, root, verbose
 
-    def reranker(self, model: str | None, precision: str):
+    def reranker(self, model: str | None, precision: str, anchor=None):
         from pyterrier_shallow.precomputed import PrecomputedCrossEncoder
         from pyterrier_shallow.precomputed.index import index_for_model
         from pyterrier_shallow.precomputed.reranker import model_source
 
         source = model_source(model)  # named: an index shared by fingerprint may record another model's folder
         index = index_for_model(source, self.root, self.collection.get_corpus_iter, verbose=self.verbose)
-        return PrecomputedCrossEncoder(index, source, precision=precision, warn_truncation=False)
+        return PrecomputedCrossEncoder(index, source, precision=precision, anchor=anchor, warn_truncation=False)
 
 
 def _reranker(spec: str, *, precision: str, work: Path, dense_index: _StoredVectors, states: _DocStates):
     """A cross-encoder for a folder or hub id; a bi-encoder or poly-encoder scorer for the prefixed specs."""
+    if spec.startswith(CASCADE):
+        if spec != CASCADE:
+            raise ValueError(f"{spec!r}: {CASCADE} takes no path; it pairs the shipped poly-encoder and "
+                             "cross-encoder-precomputed, whose anchor was chosen for each other")
+        from pyterrier_shallow.budget.sweep import Cascade
+        from pyterrier_shallow.precomputed.cascade import AFTER_POLY_ENCODER
+
+        poly = _reranker(POLY, precision="float32", work=work, dense_index=dense_index, states=states)
+        return Cascade(poly, states.reranker(None, precision, anchor=AFTER_POLY_ENCODER))
     if spec.startswith(PRECOMPUTED):
         return states.reranker(spec.removeprefix(PRECOMPUTED) or None, precision)
     if not spec.startswith((BI_ENCODER, DENSE, POLY, HYBRID)):

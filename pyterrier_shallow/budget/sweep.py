@@ -29,14 +29,31 @@ def depth_grid(max_depth: int = 1000) -> list[int]:
     return grid if grid[-1] == max_depth else [*grid, max_depth]
 
 
+@dataclass(frozen=True)
+class Cascade:
+    """A reranker swept over the order an earlier reranker gives every candidate, for :func:`sweep`.
+
+    At depth k the sweep measures ``first_stage % deepest >> before % k >> reranker``: ``before`` reranks all of
+    the first stage's candidates (to the deepest k), then ``reranker`` reranks the top k of that order, and the rest
+    keep it. An anchored ``reranker`` mixes its own score with ``before``'s.
+
+    Args:
+        before: The earlier reranker; it must return every candidate it is given, with ``score`` and ``rank``.
+        reranker: The reranker swept over depths.
+    """
+
+    before: pt.Transformer
+    reranker: pt.Transformer
+
+
 @dataclass
 class SweepResult:
     """The outcome of :func:`sweep`.
 
     Attributes:
         table: One row per (model, depth): ``model``, ``depth``, the measure's column, ``mean_ms``, ``p50_ms`` and
-            ``p95_ms`` (end to end, first stage included) and ``rerank_ms`` (mean of the reranking stage). The first
-            stage alone is the row of model ``"first stage"`` at depth 0.
+            ``p95_ms`` (end to end, first stage included) and ``rerank_ms`` (mean of the reranking stage; of a
+            :class:`Cascade`, its last stage). The first stage alone is the row of model ``"first stage"`` at depth 0.
         measure: The name of the effectiveness column.
         effectiveness_queries: How many queries the effectiveness is averaged over.
         latency_queries: How many queries each latency was measured on (a sample of the topics).
@@ -80,7 +97,7 @@ class SweepResult:
 
 def sweep(
     first_stage: pt.Transformer,
-    rerankers: Mapping[str, pt.Transformer],
+    rerankers: Mapping[str, pt.Transformer | Cascade],
     topics: pd.DataFrame,
     qrels: pd.DataFrame,
     *,
@@ -97,7 +114,8 @@ def sweep(
     At depth k a query's top k first-stage candidates are reranked and the rest follow below them in first-stage
     order. A pair's score does not depend on k, so effectiveness at every depth comes from one scoring pass over the
     deepest k (an anchored reranker's mix with the first stage is then taken over each depth's candidates alone);
-    latency is measured for every (reranker, k), queries one at a time, on a random sample of the topics.
+    latency is measured for every (reranker, k), queries one at a time, on a random sample of the topics. A
+    :class:`Cascade` reranks the order its earlier reranker gives all the candidates, at every depth.
 
     Example::
 
@@ -107,7 +125,7 @@ def sweep(
 
     Args:
         first_stage: The retriever; it must return at least as many candidates as the deepest k.
-        rerankers: Named rerankers of (``query``, ``text``) rows.
+        rerankers: Named rerankers of (``query``, ``text``) rows, or :class:`Cascade` s of two.
         topics: The queries (``qid``, ``query``).
         qrels: The relevance judgements.
         text_loader: Attaches ``text`` to the candidates (``None`` when the first stage already returns it).
@@ -133,16 +151,18 @@ def sweep(
     if len(qrels) == 0:
         raise ValueError("sweep: no qrels for any of the topics")
     text = text_loader if text_loader is not None else pt.Transformer.identity()
-    candidates = first_stage_order((first_stage % depths[-1] >> text)(topics))
-    head = positions(candidates)
-    qids = candidates["qid"].to_numpy()
+    retrieved = first_stage % depths[-1] >> text
+    candidates = first_stage_order(retrieved(topics))
 
     rows = [{"model": FIRST_STAGE, "depth": 0, str(measure): _evaluate(candidates, qrels, measure)}]
-    for name, reranker in rerankers.items():
+    for name, entry in rerankers.items():
+        reranker = entry.reranker if isinstance(entry, Cascade) else entry
+        ordered = _earlier_order(entry.before, candidates, name) if isinstance(entry, Cascade) else candidates
+        head, qids = positions(ordered), ordered["qid"].to_numpy()
         anchoring = getattr(reranker, "anchoring", None)
-        first_scores = anchor_inputs(candidates, anchoring, who="sweep")
-        scores = without_anchor(reranker)(candidates)
-        scores = candidates[["qid", "docno"]].merge(scores[["qid", "docno", "score"]], how="left")["score"]
+        first_scores = anchor_inputs(ordered, anchoring, who="sweep")
+        scores = without_anchor(reranker)(ordered)
+        scores = ordered[["qid", "docno"]].merge(scores[["qid", "docno", "score"]], how="left")["score"]
         for depth in depths:
             reranked = head < depth
             depth_scores = scores.to_numpy()
@@ -150,7 +170,7 @@ def sweep(
                 depth_scores = depth_scores.copy()
                 depth_scores[reranked] = anchoring.combine(qids[reranked], first_scores[reranked],
                                                            depth_scores[reranked])
-            run = merge_reranked(candidates, reranked, depth_scores)
+            run = merge_reranked(ordered, reranked, depth_scores)
             rows.append({"model": name, "depth": depth, str(measure): _evaluate(run, qrels, measure)})
     table = pd.DataFrame(rows)
 
@@ -158,13 +178,27 @@ def sweep(
     latency = {(FIRST_STAGE, 0): measure_latency(first_stage, sample, warmup=warmup)}
     plan = [(name, depth) for depth in depths for name in rerankers]  # models alternate at each depth
     for name, depth in pt.tqdm(plan, desc="sweep latency", unit="setting", disable=not verbose):
-        stage = pt.RankCutoff(depth) >> text >> rerankers[name]
-        latency[name, depth] = measure_latency(first_stage, sample, reranker=stage, warmup=warmup)
+        entry = rerankers[name]
+        if isinstance(entry, Cascade):  # the earlier stage counts in the first stage's time
+            stages = (retrieved >> entry.before, pt.RankCutoff(depth) >> entry.reranker)
+        else:
+            stages = (first_stage, pt.RankCutoff(depth) >> text >> entry)
+        latency[name, depth] = measure_latency(stages[0], sample, reranker=stages[1], warmup=warmup)
     settings = list(zip(table["model"], table["depth"], strict=True))
     for column in ("mean_ms", "p50_ms", "p95_ms", "rerank_ms"):
         table[column] = [_latency_value(latency[setting], column) for setting in settings]
     queries = candidates["qid"].nunique()
     return SweepResult(table=table, measure=str(measure), effectiveness_queries=queries, latency_queries=len(sample))
+
+
+def _earlier_order(before: pt.Transformer, candidates: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The candidates in the order a cascade's earlier reranker gives them, checked to be all of them."""
+    ordered = before(candidates)
+    require_columns(ordered, ["qid", "docno", "score"], who=f"sweep: {name}'s earlier reranker")
+    if len(ordered) != len(candidates):
+        raise ValueError(f"sweep: {name}'s earlier reranker returned {len(ordered)} of {len(candidates)} candidates; "
+                         "it must rerank them all")
+    return first_stage_order(ordered)
 
 
 def _latency_value(report, column: str) -> float:

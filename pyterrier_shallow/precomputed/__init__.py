@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from pyterrier_shallow._lazy import lazy_exports
 
 _EXPORTS = {
+    "AFTER_POLY_ENCODER": ".cascade:AFTER_POLY_ENCODER",
     "DocStateIndex": ".index:DocStateIndex",
     "PRECOMPUTED_MODEL_DIR": "pyterrier_shallow._hf:PRECOMPUTED_CROSS_ENCODER_DIR",
     "PrecomputedCrossEncoder": ".reranker:PrecomputedCrossEncoder",
@@ -19,7 +20,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from pyterrier_shallow._hf import PRECOMPUTED_CROSS_ENCODER_DIR as PRECOMPUTED_MODEL_DIR
+    from pyterrier_shallow.precomputed.cascade import AFTER_POLY_ENCODER
     from pyterrier_shallow.precomputed.index import DocStateIndex
     from pyterrier_shallow.precomputed.reranker import PrecomputedCrossEncoder
 
-__all__ = ["DocStateIndex", "PRECOMPUTED_MODEL_DIR", "PrecomputedCrossEncoder"]
+__all__ = ["AFTER_POLY_ENCODER", "DocStateIndex", "PRECOMPUTED_MODEL_DIR", "PrecomputedCrossEncoder"]
