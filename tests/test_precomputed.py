@@ -274,3 +274,31 @@ def test_queries_encoded_a_block_at_a_time_give_the_same_scores(index, last_laye
     monkeypatch.setattr(module, "QUERIES_AT_ONCE", 2)
     blocks = PrecomputedCrossEncoder(index, last_layer, anchor=False)(pairs.sample(frac=1, random_state=2))
     assert_same_scores(whole, blocks, atol=1e-5)
+
+
+@pytest.mark.parametrize("query_tokens", [1, 5, 21, 22, 40])
+def test_reading_the_query_by_projected_values_equals_attention_then_projection(last_layer, query_tokens):
+    from pyterrier_shallow.precomputed._split import read_query
+    from pyterrier_shallow.sparse._backbone import merge_heads
+
+    model, _ = last_layer
+    layer = model.bert.encoder.layer[2]
+    heads, head_dim = model.config.num_attention_heads, model.config.hidden_size // model.config.num_attention_heads
+    generator = torch.Generator().manual_seed(query_tokens)
+    doc_queries, residual = (torch.randn(50, heads * head_dim, generator=generator) for _ in range(2))
+    keys, values = (torch.randn(heads, query_tokens, head_dim, generator=generator) for _ in range(2))
+    gate = torch.rand(heads, generator=generator)
+    split = doc_queries.view(1, 50, heads, head_dim).transpose(1, 2)
+    reading = torch.nn.functional.scaled_dot_product_attention(split, keys[None], values[None])
+    expected = layer.attention.output(merge_heads(reading * gate[None, :, None, None])[0], residual)
+    with torch.inference_mode():
+        found = read_query(layer, doc_queries, keys, values, gate, residual)
+    torch.testing.assert_close(found, expected, atol=1e-5, rtol=0)
+
+
+def test_a_long_query_scores_as_the_full_model(index, last_layer, pairs):
+    long = pairs.assign(query=pairs["query"] + " and what the evidence says about diet, cancer risk, statins, "
+                        "cholesterol, vitamin D, breast milk, fish oil and heart disease in older adults today")
+    reranker = CrossEncoder(last_layer, anchor=False, query_length=64, doc_length=96, warn_truncation=False)
+    precomputed = PrecomputedCrossEncoder(index, last_layer, query_length=64, anchor=False)(long)
+    assert_same_scores(precomputed, reranker(long), atol=1e-4)

@@ -140,10 +140,13 @@ class DocStateIndex(PathArtifact):
         offsets = arrays["offsets"]
         starts, ends = offsets[rows], offsets[rows + 1]
         spans = list(zip(starts.tolist(), ends.tolist(), strict=True))
-        residual = np.concatenate([arrays["residual"][start:end] for start, end in spans]).astype(np.float32)
-        queries = np.concatenate([arrays["queries"][start:end] for start, end in spans]).astype(np.float32)
         lengths = torch.from_numpy((ends - starts).astype(np.int64))
-        return torch.from_numpy(residual), torch.from_numpy(queries), lengths
+        return self._gather(arrays["residual"], spans), self._gather(arrays["queries"], spans), lengths
+
+    @staticmethod
+    def _gather(stored: np.ndarray, spans: list[tuple[int, int]]) -> torch.Tensor:
+        """The stored rows of ``spans``, one after another, as float32 (torch widens float16 faster than numpy)."""
+        return torch.from_numpy(np.concatenate([stored[start:end] for start, end in spans])).float()
 
     def check_texts(self, rows: np.ndarray, texts: list[str], *, who: str = "DocStateIndex") -> None:
         """Raises ``ValueError`` when ``texts`` differ from the texts indexed at ``rows`` (the corpus changed)."""
