@@ -20,7 +20,7 @@ def plot_tradeoff(
     """Draws the measure against mean latency (log scale), one line per reranker, and saves it as a PNG.
 
     Each point is labelled with its depth k; the first stage alone is a single marker; each budget is a dotted
-    vertical line. The file is written to a temporary name beside ``path`` and renamed into place.
+    vertical line; the legend sits below the axes, where it hides no point. The file is written to a temporary name beside ``path`` and renamed into place.
 
     Args:
         result: The sweep.
@@ -38,7 +38,7 @@ def plot_tradeoff(
 
     path = Path(path)
     table = result.table
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure, axes = plt.subplots(figsize=(7, 5.5))
     first = table[table["model"] == FIRST_STAGE]
     if not first.empty:
         axes.scatter(first["mean_ms"], first[result.measure], marker="s", color="black", label=FIRST_STAGE, zorder=3)
@@ -60,7 +60,7 @@ def plot_tradeoff(
     axes.set_ylabel(result.measure)
     axes.set_title(title or f"{result.measure} against latency (labels: rerank depth k)", fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)  # off the lines
     figure.tight_layout()
     try:
         atomic_write_with(path, lambda temporary: figure.savefig(temporary, dpi=120, format="png"))
