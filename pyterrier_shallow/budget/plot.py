@@ -20,7 +20,8 @@ def plot_tradeoff(
     """Draws the measure against mean latency (log scale), one line per reranker, and saves it as a PNG.
 
     Each point is labelled with its depth k; the first stage alone is a single marker; each budget is a dotted
-    vertical line; the legend sits below the axes, where it hides no point. The file is written to a temporary name beside ``path`` and renamed into place.
+    vertical line; the legend sits below the axes, where it hides no point. The file is written to a temporary name
+    beside ``path`` and renamed into place.
 
     Args:
         result: The sweep.

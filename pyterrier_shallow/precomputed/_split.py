@@ -10,8 +10,7 @@ reading of it does::
 so each document token stores ``residual`` and its attention query ``W_q x + b_q`` (the keys and values of the
 query come from the query). Per candidate, a reranker then runs one softmax over the query's keys, the output
 projection (folded into the query's values for a short query, :func:`read_query`) and the feed-forward block of
-layer ``s``, and the layers above it, whose tokens are laid out flat (no
-padding) in layer ``s``.
+layer ``s``, and the layers above it, whose tokens are laid out flat (no padding) in layer ``s``.
 """
 
 from __future__ import annotations
