@@ -1,6 +1,7 @@
 """The cross-encoders shipped in ``pyterrier_shallow/models``: the 3-layer default, the 2- and 6-layer gated models."""
 
 import json
+from pathlib import Path
 
 import pyterrier as pt
 import pytest
@@ -157,3 +158,16 @@ def test_the_precomputed_model_reads_the_query_in_its_last_layer_only_and_ranks_
     assert reranker.anchoring.model == 3
     table = _vaswani_table(tmp_path, reranker)
     assert table["reranked"] > table["bm25"]
+
+
+def test_the_anchor_after_the_poly_encoder_is_the_one_chosen_without_the_held_out_collections():
+    from pyterrier_shallow.poly.poly_encoder import DEFAULT_POLY_ENCODER_DIR
+    from pyterrier_shallow.precomputed import AFTER_POLY_ENCODER
+
+    report = json.loads((Path(__file__).parent.parent / "docs" / "cascade_selection.json").read_text())
+    training = report["training"]
+    assert set(training["leave_one_out"]) == {"nfcorpus-dev", "cranfield", "cisi"}  # Vaswani, NFCorpus test: judged
+    assert training["kept"] and training["leave_one_out_mean"] > training["poly_alone_mean"]
+    assert (AFTER_POLY_ENCODER.first_stage, AFTER_POLY_ENCODER.model) == (1.0, training["chosen_weight"])
+    assert report["poly_anchor"] == Anchor.load(DEFAULT_POLY_ENCODER_DIR).to_dict()  # chosen after the shipped one
+    assert "AFTER_POLY_ENCODER" in (PRECOMPUTED_CROSS_ENCODER_DIR / "README.md").read_text()
