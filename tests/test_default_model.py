@@ -71,6 +71,7 @@ def test_the_card_records_the_command_the_data_and_the_gates(folder):
 
 
 @pytest.mark.parametrize("folder", [pytest.param(DEFAULT_CROSS_ENCODER_DIR, id="default", marks=needs_default),
+                                    pytest.param(SHALLOW_CROSS_ENCODER_DIR, id="2 layers", marks=needs_shallow),
                                     pytest.param(DEEP_CROSS_ENCODER_DIR, id="6 layers", marks=needs_deep)])
 def test_the_shipped_anchor_is_read_and_was_chosen_without_the_held_out_collections(folder):
     anchor = Anchor.load(folder)
@@ -123,16 +124,17 @@ def test_the_6_layer_model_ranks_better_than_bm25_on_held_out_vaswani_queries(tm
 
 
 @needs_shallow
-def test_the_2_layer_model_reads_exact_matches_and_ranks_at_bm25s_level(tmp_path):
+def test_the_2_layer_model_reads_exact_matches_and_ranks_above_bm25_anchored(tmp_path):
     model = CrossEncoder(SHALLOW_CROSS_ENCODER_DIR, device="cpu", warn_truncation=False)
     config = _config(SHALLOW_CROSS_ENCODER_DIR)
     assert config["num_hidden_layers"] == 2 and config["match_term"] is True
     assert _card(SHALLOW_CROSS_ENCODER_DIR)["score_parameters"]["match_weight"] > 0  # the term was learnt
     assert model.network.match_weight.item() > 0 and model.network.term_weights.max().item() > 0
     table = _vaswani_table(tmp_path, model)
-    # Held out it stands at BM25's level: here 0.505 against 0.497 (on all 93 queries at depth 100, 0.462 against
-    # 0.467); its 2-layer student alone, before the gates and the match term opened, stood at 0.383 there.
-    assert table["reranked"] > table["bm25"] - 0.01
+    # Anchored, as it ships, it ranks above BM25 held out: here 0.518 against 0.497 (on all 93 queries at depth 100,
+    # 0.495 against 0.467; alone, 0.462); its 2-layer student alone, before the gates and the match term opened,
+    # stood at 0.383 there.
+    assert table["reranked"] > table["bm25"]
 
 
 @_needs(PRECOMPUTED_CROSS_ENCODER_DIR)
