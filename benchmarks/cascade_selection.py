@@ -42,9 +42,6 @@ def cascade_scores(frame: pd.DataFrame, model: str, depth: int, weight: float) -
     rank = frame["poly_rank"].to_numpy()
     top = rank < depth
     scores = -1000.0 - rank.astype(float)
-    if weight == 0:
-        scores[top] = -rank[top].astype(float)
-        return scores
     mixed = Anchor(1.0, weight).combine(frame["qid"].to_numpy()[top], frame["polyA"].to_numpy()[top],
                                         frame[model].to_numpy()[top])
     scores[top] = mixed - 1e-6 * rank[top]  # the poly-encoder's order breaks ties
