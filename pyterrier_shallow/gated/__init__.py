@@ -12,6 +12,8 @@ _EXPORTS = {
     "gated_from_bi_encoder": ".build:gated_from_bi_encoder",
     "idf_term_weights": ".term_weights:idf_term_weights",
     "init_gated_cross_encoder": ".build:init_gated_cross_encoder",
+    "interpolate_from_warm_start": ".interpolate:interpolate_from_warm_start",
+    "interpolate_weights": ".interpolate:interpolate_weights",
     "is_delta": ".build:is_delta",
     "load_delta": ".build:load_delta",
     "load_gated": ".build:load_gated",
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
         save_delta,
         ship_checkpoint,
     )
+    from pyterrier_shallow.gated.interpolate import interpolate_from_warm_start, interpolate_weights
     from pyterrier_shallow.gated.model import GatedBertConfig, GatedBertRanker
     from pyterrier_shallow.gated.term_weights import idf_term_weights, use_corpus_term_weights
 
@@ -47,6 +50,8 @@ __all__ = [
     "gated_from_bi_encoder",
     "idf_term_weights",
     "init_gated_cross_encoder",
+    "interpolate_from_warm_start",
+    "interpolate_weights",
     "is_delta",
     "load_delta",
     "load_gated",
