@@ -9,13 +9,15 @@ mixes the columns as per-query z-scores and chooses weights by leaving one train
     python benchmarks/anchor_components.py --out runs/anchor --threads 2 \
         --scorer cos=bi:minilm --scorer ce3=ce:default --scorer ce6=ce:pyterrier_shallow/models/cross-encoder-6-layers
 
-Collections are ``name`` or ``name:split`` (default: the training collections NFCorpus dev, Cranfield and CISI, then
-the held-out Vaswani and NFCorpus test).
+Collections are ``name`` or ``name:split`` (default: the training collections NFCorpus dev, Cranfield, CISI and
+WikiQA test, then the held-out Vaswani and NFCorpus test). WikiQA has nothing to retrieve: each question (with an
+answer among its candidates) brings its own candidate sentences, which BM25 scores.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from pyterrier_shallow import BiEncoder, CrossEncoder, FaissIndex, PolyEncoder, 
 from pyterrier_shallow.bm25 import bm25
 from pyterrier_shallow.gated import use_corpus_term_weights
 
-COLLECTIONS = ["nfcorpus:dev", "cranfield", "cisi", "vaswani", "nfcorpus:test"]
+COLLECTIONS = ["nfcorpus:dev", "cranfield", "cisi", "wikiqa:test", "vaswani", "nfcorpus:test"]
 
 
 def scorer(spec: str, documents: list[dict], index: FaissIndex | None = None, states_dir: Path | None = None):
@@ -73,8 +75,27 @@ def collection_parts(spec: str):
     qrels = collection.get_qrels(split)
     documents = [document for document in collection.get_corpus_iter(split=split)  # Cranfield has empty ones
                  if f"{document.get('title', '')} {document.get('text', '')}".strip()]
+    if name == "wikiqa":  # questions without an answer among their candidates are left out, as is customary
+        qrels = qrels[qrels["qid"].isin(set(qrels.loc[qrels["label"] > 0, "qid"]))].reset_index(drop=True)
     judged = set(qrels["qid"])
     return topics[topics["qid"].isin(judged)].reset_index(drop=True), qrels, documents
+
+
+def candidate_set_bm25(spec: str, topics: pd.DataFrame, *, documents: list[dict], index_dir: Path) -> pd.DataFrame:
+    """WikiQA's first stage: each question's own candidate sentences, scored by BM25 over the split's sentences.
+
+    WikiQA gives every question its candidates, so there is nothing to retrieve; BM25 (PISA, over all the split's
+    sentences) scores them, and a candidate sharing no term with its question scores 0.
+    """
+    name, _, split = spec.partition(":")
+    given = datasets.get(name).get_results(split or None)
+    given = given[given["qid"].isin(set(topics["qid"]))][["qid", "query", "docno"]]
+    scored = bm25(documents, index_dir / spec.replace(":", "-"), num_results=len(documents))(topics)
+    frame = given.merge(scored[["qid", "docno", "score"]], on=["qid", "docno"], how="left")
+    frame["score"] = frame["score"].fillna(0.0).astype("float32")
+    frame = frame.sort_values(["qid", "score", "docno"], ascending=[True, False, True], kind="stable")
+    frame["rank"] = frame.groupby("qid").cumcount()
+    return frame.reset_index(drop=True)
 
 
 def main() -> None:
@@ -104,7 +125,9 @@ def main() -> None:
         if candidates_path.is_file():
             candidates = pd.read_pickle(candidates_path)
         else:
-            if index is not None:
+            if spec.startswith("wikiqa"):
+                first = functools.partial(candidate_set_bm25, spec, documents=documents, index_dir=args.index_dir)
+            elif index is not None:
                 first = index.retriever(BiEncoder(), num_results=args.depth) % args.depth
             else:
                 first = bm25(documents, args.index_dir / spec.replace(":", "-"), num_results=args.depth) % args.depth

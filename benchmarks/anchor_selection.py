@@ -55,9 +55,16 @@ def ndcg(frame: pd.DataFrame, qrels: pd.DataFrame, weights: dict[str, float]) ->
     return float(pt.Evaluate(run, qrels, metrics=[pt.measures.nDCG @ 10])["nDCG@10"])
 
 
-def families(components: list[str], first: str) -> dict[str, list[dict[str, float]]]:
-    """The weight grids searched, by family name."""
+def families(components: list[str], first: str, joint: dict[str, list[str]] | None = None
+             ) -> dict[str, list[dict[str, float]]]:
+    """The weight grids searched, by family name.
+
+    A ``joint`` family chooses one of several components and its weight together (e.g. a model at several
+    interpolation weights): its grid is the union of each component's ``first + weight * component`` grid.
+    """
     found = {f"{first} + {name}": [{first: 1.0, name: weight} for weight in MODEL_WEIGHTS] for name in components}
+    for label, members in (joint or {}).items():
+        found[label] = [{first: 1.0, name: weight} for name in members for weight in MODEL_WEIGHTS]
     if "cos" in components:
         for model in (name for name in components if name != "cos"):
             found[f"{first} + cos + {model}"] = [
@@ -75,6 +82,8 @@ def main() -> None:
     parser.add_argument("--held-out", nargs="*", default=HELD_OUT, help="the collections reported once")
     parser.add_argument("--fixed", action="append", default=[],
                         help="LABEL=COMPONENT:WEIGHT,...: a mix with weights set elsewhere (a trained model's anchor)")
+    parser.add_argument("--joint", action="append", default=[],
+                        help="LABEL=COMPONENT,COMPONENT,...: choose the component and its weight together")
     parser.add_argument("--skip-families", action="store_true", help="report the fixed mixes only")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None, help="also write the tables as markdown here")
@@ -93,7 +102,11 @@ def main() -> None:
                     "fixed": {}, "families": {}}
     for label, weights in fixed.items():
         report["fixed"][label] = {name: round(ndcg(*data[name], weights), 4) for name in training + held_out}
-    for family, grid in ({} if args.skip_families else families(args.components, first)).items():
+    joint = {label: members.split(",") for label, _, members in (item.partition("=") for item in args.joint)}
+    unknown = sorted({name for members in joint.values() for name in members} - set(args.components))
+    if unknown:
+        parser.error(f"--joint names components not in --components: {', '.join(unknown)}")
+    for family, grid in ({} if args.skip_families else families(args.components, first, joint)).items():
         table = np.array([[ndcg(*data[name], weights) for name in training] for weights in grid])
         lodo = {}
         for index, left_out in enumerate(training):
