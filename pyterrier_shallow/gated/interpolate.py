@@ -9,6 +9,7 @@ on (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022); the w
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 
@@ -53,7 +54,7 @@ def interpolate_weights(start: GatedBertRanker, end: GatedBertRanker, weight: fl
         if begin.shape != tensor.shape:
             raise ValueError(f"{name} has shape {tuple(begin.shape)} in start and {tuple(tensor.shape)} in end")
         mixed[name] = begin + weight * (tensor - begin)
-    model = GatedBertRanker(end.config)
+    model = GatedBertRanker(copy.deepcopy(end.config))
     model.load_state_dict({**end_state, **mixed})
     return model.eval()
 
