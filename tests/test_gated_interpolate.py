@@ -81,3 +81,16 @@ def test_models_of_different_shapes_are_refused(trained):
         interpolate_weights(start, trained[0], 0.5)
     with pytest.raises(ValueError, match="GatedBertRanker"):
         interpolate_weights(torch.nn.Linear(2, 2), trained[0], 0.5)
+
+
+def test_an_interpolated_model_ships_as_a_delta_that_cross_encoder_loads(pairs, tmp_path):
+    from pyterrier_shallow.gated import save_delta
+
+    model, tokenizer = _ready(*interpolate_from_warm_start(DEEP_MODEL_DIR, 0.5))
+    folder = save_delta(model, tokenizer, tmp_path / "halfway")
+    loaded = pts.CrossEncoder(folder, warn_truncation=False, anchor=False)(pairs)
+    in_memory = pts.CrossEncoder((model, tokenizer), warn_truncation=False, anchor=False)(pairs)
+    assert loaded["score"].dtype == "float32"
+    both = loaded.merge(in_memory, on=["qid", "docno"], suffixes=("", "_in_memory"), validate="one_to_one")
+    assert len(both) == len(pairs)
+    np.testing.assert_allclose(both["score"], both["score_in_memory"], atol=2e-2)  # the delta is stored in float16
