@@ -11,7 +11,7 @@ mixes the columns as per-query z-scores and chooses weights by leaving one train
 
 Collections are ``name`` or ``name:split`` (default: the training collections NFCorpus dev, Cranfield, CISI and
 WikiQA test, then the held-out Vaswani and NFCorpus test). WikiQA has nothing to retrieve: each question (with an
-answer among its candidates) brings its own candidate sentences, which BM25 scores.
+answer among its candidates) brings its own candidate sentences, which BM25 scores; it is left out of dense runs.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def candidate_set_bm25(spec: str, topics: pd.DataFrame, *, documents: list[dict]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scorer", action="append", required=True, help="NAME=bi:PATH or NAME=ce:PATH")
-    parser.add_argument("--collections", nargs="+", default=COLLECTIONS)
+    parser.add_argument("--collections", nargs="+", default=None,
+                        help="default: all six (WikiQA left out with --first-stage dense)")
     parser.add_argument("--depth", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--first-stage", choices=["bm25", "dense"], default="bm25",
@@ -109,6 +110,10 @@ def main() -> None:
     parser.add_argument("--index-dir", type=Path, default=Path("runs/cache/anchor-indices"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.collections is None:
+        args.collections = [spec for spec in COLLECTIONS if args.first_stage == "bm25" or not spec.startswith("wikiqa")]
+    if args.first_stage != "bm25" and any(spec.startswith("wikiqa") for spec in args.collections):
+        parser.error("WikiQA's candidates are given, and BM25 scores them; leave it out with --first-stage dense")
     torch.set_num_threads(args.threads)
     named = dict(item.split("=", 1) for item in args.scorer)
     for spec in args.collections:
