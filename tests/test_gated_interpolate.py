@@ -68,7 +68,7 @@ def test_a_model_with_a_token_match_term_starts_with_the_term_off(pairs):
                                atol=1e-4)
 
 
-@pytest.mark.parametrize("weight", [float("nan"), float("inf"), "0.5", None])
+@pytest.mark.parametrize("weight", [float("nan"), float("inf"), "0.5", None, True])
 def test_a_weight_that_is_not_a_finite_number_is_refused(weight, trained):
     start, _ = gated_from_bi_encoder()
     with pytest.raises(ValueError, match="finite number"):

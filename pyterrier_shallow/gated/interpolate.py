@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import os
 
 import torch
@@ -33,7 +34,7 @@ def interpolate_weights(start: GatedBertRanker, end: GatedBertRanker, weight: fl
     Raises:
         ValueError: When the weight is not finite or the two models' configurations or weights do not match.
     """
-    if not isinstance(weight, int | float) or not math.isfinite(weight):
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight):
         raise ValueError(f"the interpolation weight must be a finite number, got {weight!r}")
     for model, name in ((start, "start"), (end, "end")):
         if not isinstance(model, GatedBertRanker):
@@ -53,7 +54,7 @@ def interpolate_weights(start: GatedBertRanker, end: GatedBertRanker, weight: fl
         begin = start_state[name].detach().to(tensor)
         if begin.shape != tensor.shape:
             raise ValueError(f"{name} has shape {tuple(begin.shape)} in start and {tuple(tensor.shape)} in end")
-        mixed[name] = begin + weight * (tensor - begin)
+        mixed[name] = begin + float(weight) * (tensor - begin)
     model = GatedBertRanker(copy.deepcopy(end.config))
     model.load_state_dict({**end_state, **mixed})
     return model.eval()
