@@ -94,3 +94,10 @@ def test_an_interpolated_model_ships_as_a_delta_that_cross_encoder_loads(pairs, 
     both = loaded.merge(in_memory, on=["qid", "docno"], suffixes=("", "_in_memory"), validate="one_to_one")
     assert len(both) == len(pairs)
     np.testing.assert_allclose(both["score"], both["score_in_memory"], atol=2e-2)  # the delta is stored in float16
+
+
+def test_a_pruned_model_needs_its_own_warm_start():
+    from pyterrier_shallow._hf import PRECOMPUTED_CROSS_ENCODER_DIR
+
+    with pytest.raises(ValueError, match="pass the warm start it was trained from"):
+        interpolate_from_warm_start(PRECOMPUTED_CROSS_ENCODER_DIR, 0.5)

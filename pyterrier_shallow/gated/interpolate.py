@@ -79,19 +79,29 @@ def interpolate_from_warm_start(trained: str | os.PathLike, weight: float,
     if start is None:
         begin, _ = gated_from_bi_encoder(num_layers=end.config.num_hidden_layers,
                                          score_scale=float(end.config.score_scale))
-        if end.config.match_term:
-            begin = _with_match_term(begin, end)
+        begin = _configured_like(begin, end)
     else:
         begin, _ = load_gated(start)
     with torch.no_grad():
         return interpolate_weights(begin, end, weight), tokenizer
 
 
-def _with_match_term(begin: GatedBertRanker, end: GatedBertRanker) -> GatedBertRanker:
-    """``begin`` with ``end``'s token-match term switched off (weight 0), so that the two configurations match."""
-    config = type(end.config).from_dict(end.config.to_dict())
-    model = GatedBertRanker(config)
-    state = {**model.state_dict(), **begin.state_dict(), "match_weight": torch.zeros(()),
-             "term_weights": end.term_weights.detach().clone()}
+def _configured_like(begin: GatedBertRanker, end: GatedBertRanker) -> GatedBertRanker:
+    """``begin``'s weights in ``end``'s configuration, so that the two can be interpolated.
+
+    ``end``'s settings that change no weight (the layers that read the query, the token-match term) are taken over
+    with the warm start's values: closed gates, and a token-match term of weight 0 with ``end``'s term weights. Shapes
+    that differ (a pruned feed-forward block) are refused.
+    """
+    model = GatedBertRanker(copy.deepcopy(end.config))
+    state = {**model.state_dict(), **begin.state_dict()}
+    if end.config.match_term:
+        state.update(match_weight=torch.zeros(()), term_weights=end.term_weights.detach().clone())
+    if end.config.query_gates:
+        state.update(query_gates=torch.zeros_like(end.query_gates))
+    mismatched = [name for name, tensor in model.state_dict().items() if state[name].shape != tensor.shape]
+    if mismatched:
+        raise ValueError(f"the warm start does not have the trained model's shapes ({', '.join(mismatched)}); "
+                         "pass the warm start it was trained from as start")
     model.load_state_dict(state)
     return model.eval()
