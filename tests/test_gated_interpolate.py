@@ -59,13 +59,26 @@ def test_scores_move_from_the_bi_encoder_to_the_trained_model(pairs, trained):
     assert not np.allclose(middle, ends[0], atol=1e-3) and not np.allclose(middle, ends[1], atol=1e-3)
 
 
-def test_a_model_with_a_token_match_term_starts_with_the_term_off(pairs):
-    model, tokenizer = _ready(*interpolate_from_warm_start(DEFAULT_CROSS_ENCODER_DIR, 0.0))
+def test_a_model_with_a_token_match_term_starts_with_the_term_off(pairs, tmp_path):
+    from pyterrier_shallow.gated import save_delta
+
+    trained, tokenizer = gated_from_bi_encoder(num_layers=2, match_texts=pairs["text"].tolist())
+    with torch.no_grad():
+        trained.match_weight.fill_(0.7)
+        trained.gates.fill_(0.3)
+    folder = save_delta(trained, tokenizer, tmp_path / "with-term")
+    model, tokenizer = _ready(*interpolate_from_warm_start(folder, 0.0))
     assert model.config.match_term and model.match_weight.item() == 0.0
-    plain, plain_tokenizer = gated_from_bi_encoder(num_layers=3)
+    torch.testing.assert_close(model.term_weights, trained.term_weights, rtol=1e-3, atol=0)  # stored in float16
+    plain, plain_tokenizer = gated_from_bi_encoder(num_layers=2)
     prepare_tokenizer(plain_tokenizer, max_length=512)
     np.testing.assert_allclose(gated_logits(model, tokenizer, pairs), gated_logits(plain, plain_tokenizer, pairs),
                                atol=1e-4)
+
+
+def test_a_model_that_began_elsewhere_needs_its_warm_start():
+    with pytest.raises(ValueError, match="runs/bi-l3-e4"):
+        interpolate_from_warm_start(DEFAULT_CROSS_ENCODER_DIR, 0.5)
 
 
 @pytest.mark.parametrize("weight", [float("nan"), float("inf"), "0.5", None, True])
@@ -96,8 +109,11 @@ def test_an_interpolated_model_ships_as_a_delta_that_cross_encoder_loads(pairs, 
     np.testing.assert_allclose(both["score"], both["score_in_memory"], atol=2e-2)  # the delta is stored in float16
 
 
-def test_a_pruned_model_needs_its_own_warm_start():
-    from pyterrier_shallow._hf import PRECOMPUTED_CROSS_ENCODER_DIR
+def test_a_pruned_model_needs_its_own_warm_start(tmp_path):
+    from pyterrier_shallow.gated import save_delta
 
+    pruned, tokenizer = gated_from_bi_encoder(num_layers=2)
+    pruned.prune_feed_forward(1, torch.arange(384))
+    folder = save_delta(pruned, tokenizer, tmp_path / "pruned")
     with pytest.raises(ValueError, match="pass the warm start it was trained from"):
-        interpolate_from_warm_start(PRECOMPUTED_CROSS_ENCODER_DIR, 0.5)
+        interpolate_from_warm_start(folder, 0.5)

@@ -10,9 +10,11 @@ on (Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022); the w
 from __future__ import annotations
 
 import copy
+import json
 import math
 import numbers
 import os
+from pathlib import Path
 
 import torch
 
@@ -68,7 +70,8 @@ def interpolate_from_warm_start(trained: str | os.PathLike, weight: float,
         trained: The trained model's folder (a delta or a full checkpoint).
         weight: ``0`` gives the warm start (closed gates), ``1`` the trained model.
         start: The warm start's folder (``None``: all-MiniLM-L6-v2 cut to the trained model's depth, gates closed,
-            which is how ``pyterrier-shallow train --init gated:minilm`` begins).
+            which is how ``pyterrier-shallow train --init gated:minilm`` begins; refused for a model whose training
+            card records another warm start).
 
     Returns:
         The interpolated model (eval mode) and the trained model's tokenizer.
@@ -77,6 +80,10 @@ def interpolate_from_warm_start(trained: str | os.PathLike, weight: float,
 
     end, tokenizer = load_gated(trained)
     if start is None:
+        began_as = _recorded_warm_start(trained)
+        if began_as not in (None, "minilm"):
+            raise ValueError(f"{trained} began as {began_as!r}, not all-MiniLM-L6-v2 (its training card says so); "
+                             "pass that warm start as start")
         begin, _ = gated_from_bi_encoder(num_layers=end.config.num_hidden_layers,
                                          score_scale=float(end.config.score_scale))
         begin = _configured_like(begin, end)
@@ -105,3 +112,12 @@ def _configured_like(begin: GatedBertRanker, end: GatedBertRanker) -> GatedBertR
                          "pass the warm start it was trained from as start")
     model.load_state_dict(state)
     return model.eval()
+
+
+def _recorded_warm_start(folder: str | os.PathLike) -> str | None:
+    """The warm start a trained model's ``training_card.json`` records (``None``: no card, or none recorded)."""
+    card = Path(folder) / "training_card.json"
+    if not card.is_file():
+        return None
+    init = json.loads(card.read_text(encoding="utf-8")).get("base_model", {}).get("init", {})
+    return init.get("checkpoint") if isinstance(init, dict) else None
