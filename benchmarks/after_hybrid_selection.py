@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from anchor_selection import MODEL_WEIGHTS, load, ndcg
+from anchor_selection import MODEL_WEIGHTS, left_out_choices, load, ndcg
 
 from pyterrier_shallow.anchor import per_query_zscores
 
@@ -35,9 +35,7 @@ def main() -> None:
         table.append([ndcg(frame, qrels, {"hybrid": 1.0, args.model: weight}) for weight in MODEL_WEIGHTS])
     table = np.array(table).T  # weights x collections
     left_out = []
-    for index, name in enumerate(args.training):
-        others = [other for other in range(len(args.training)) if other != index]
-        best = int(np.argmax(table[:, others].mean(axis=1)))
+    for index, (name, best) in enumerate(zip(args.training, left_out_choices(table), strict=True)):
         left_out.append(table[best, index])
         print(f"{name} left out: w = {MODEL_WEIGHTS[best]:g}, {table[best, index]:.4f} "
               f"(the hybrid: {table[0, index]:.4f})")

@@ -55,6 +55,12 @@ def ndcg(frame: pd.DataFrame, qrels: pd.DataFrame, weights: dict[str, float]) ->
     return float(pt.Evaluate(run, qrels, metrics=[pt.measures.nDCG @ 10])["nDCG@10"])
 
 
+def left_out_choices(table: np.ndarray) -> list[int]:
+    """For each collection (a column of ``table[grid point, collection]``), the grid point best on the others."""
+    columns = range(table.shape[1])
+    return [int(np.argmax(table[:, [other for other in columns if other != index]].mean(axis=1))) for index in columns]
+
+
 def families(components: list[str], first: str, joint: dict[str, list[str]] | None = None
              ) -> dict[str, list[dict[str, float]]]:
     """The weight grids searched, by family name.
@@ -108,11 +114,8 @@ def main() -> None:
         parser.error(f"--joint names components not in --components: {', '.join(unknown)}")
     for family, grid in ({} if args.skip_families else families(args.components, first, joint)).items():
         table = np.array([[ndcg(*data[name], weights) for name in training] for weights in grid])
-        lodo = {}
-        for index, left_out in enumerate(training):
-            others = [i for i in range(len(training)) if i != index]
-            best = int(np.argmax(table[:, others].mean(axis=1)))
-            lodo[left_out] = {"weights": grid[best], "nDCG@10": round(float(table[best, index]), 4)}
+        lodo = {left_out: {"weights": grid[best], "nDCG@10": round(float(table[best, index]), 4)}
+                for index, (left_out, best) in enumerate(zip(training, left_out_choices(table), strict=True))}
         chosen = int(np.argmax(table.mean(axis=1)))
         weights = grid[chosen]
         report["families"][family] = {

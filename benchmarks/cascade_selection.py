@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _machine import describe_machine
-from anchor_selection import HELD_OUT, MODEL_WEIGHTS, TRAINING, load, ndcg
+from anchor_selection import HELD_OUT, MODEL_WEIGHTS, TRAINING, left_out_choices, load, ndcg
 
 from pyterrier_shallow.anchor import Anchor
 from pyterrier_shallow.poly.poly_encoder import DEFAULT_POLY_ENCODER_DIR
@@ -71,11 +71,8 @@ def main() -> None:
     table = np.array([[[evaluate(data[name], args.model, depth, weight) for depth in DEPTHS]
                        for name in args.training] for weight in grid])
     per_weight = table.mean(axis=2)  # mean over depths
-    left_out = {}
-    for index, name in enumerate(args.training):
-        others = [i for i in range(len(args.training)) if i != index]
-        best = int(np.argmax(per_weight[:, others].mean(axis=1)))
-        left_out[name] = {"weight": grid[best], "nDCG@10": round(float(per_weight[best, index]), 4)}
+    left_out = {name: {"weight": grid[best], "nDCG@10": round(float(per_weight[best, index]), 4)}
+                for index, (name, best) in enumerate(zip(args.training, left_out_choices(per_weight), strict=True))}
     left_out_mean = float(np.mean([row["nDCG@10"] for row in left_out.values()]))
     poly_alone = float(per_weight[grid.index(0.0)].mean())
     chosen = grid[int(np.argmax(per_weight.mean(axis=1)))]

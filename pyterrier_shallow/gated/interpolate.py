@@ -89,8 +89,7 @@ def interpolate_from_warm_start(trained: str | os.PathLike, weight: float,
         begin = _configured_like(begin, end)
     else:
         begin, _ = load_gated(start)
-    with torch.no_grad():
-        return interpolate_weights(begin, end, weight), tokenizer
+    return interpolate_weights(begin, end, weight), tokenizer
 
 
 def _configured_like(begin: GatedBertRanker, end: GatedBertRanker) -> GatedBertRanker:
